@@ -1,0 +1,27 @@
+"""BagIt bags: read, validate and write (BagIt 1.0, RFC 8493; reading back to 0.93).
+
+- :func:`validate_bag` collects every finding (codes in :data:`CODES`) into a
+  :class:`BagReport`; it never stops at the first problem.
+- :class:`BagWriter` writes a bag's tag files incrementally for a local folder or a
+  store; :func:`make_bag_in_place` bags a folder.
+- :func:`validate_profile` checks a bag against ``schemas/bagit-profile.json``.
+- :mod:`preservation.bags.tagfiles` and :mod:`preservation.bags.manifest` parse and
+  format the individual tag files.
+"""
+
+from preservation.bags.findings import CODES, BagFinding
+from preservation.bags.profile import PROFILE_IDENTIFIER, validate_profile
+from preservation.bags.validate import BagReport, validate_bag
+from preservation.bags.writer import BagWriter, TagFile, make_bag_in_place
+
+__all__ = [
+    "CODES",
+    "PROFILE_IDENTIFIER",
+    "BagFinding",
+    "BagReport",
+    "BagWriter",
+    "TagFile",
+    "make_bag_in_place",
+    "validate_bag",
+    "validate_profile",
+]

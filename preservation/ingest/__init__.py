@@ -1,0 +1,1 @@
+"""preservation.ingest"""

@@ -1,0 +1,757 @@
+"""Ingest: a transfer and its catalogue sheet become a checked, identified AIP.
+
+The steps, in order (each a function below):
+
+1. ``receive``    the transfer is recognised (folder, archive, bag) and discovered.
+2. ``inspect``    cheap checks: paths, the catalogue sheet, the register.
+3. ``stream``     one read per payload file: all digests, and the bytes go straight
+                  to a staging key in the primary store; formats are identified and
+                  files opened batch by batch; supplied fixity is compared.
+4. ``decide``     virus check, duplicate check, the report; blocking findings stop here
+                  (staging removed, nothing visible).
+5. ``package``    bag tag files, METS/PREMIS and the report are written and staged.
+6. ``finalise``   staged objects are verified and moved to ``<aip>/v1/...``; then the
+                  catalogue commit; ``bagit.txt`` is moved last of all. A store holds
+                  an AIP version exactly when its ``bagit.txt`` is there.
+
+A journal row in the catalogue (``jobs``) records the ingest from its start, so that a
+crash at any point is cleaned up by the next run (or ``ingest --cleanup``): before the
+catalogue commit, leftovers in staging and any half-moved objects are removed (roll
+back); after it, the remaining staged objects are moved (roll forward).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from preservation import AGENT_NAME, __version__
+from preservation.errors import DuplicateTransfer, IngestRefused, PreservationError
+from preservation.executor import bounded_map
+from preservation.faults import checkpoint
+from preservation.hashing import hash_file
+from preservation.ingest import findings as fnd
+from preservation.ingest.spool import EntrySpool
+from preservation.model import Agent, Event, FileEntry, Record, new_uuid, utcnow
+from preservation.paths import join_key
+from preservation.progress import Reporter, Silent
+from preservation.repository import Repository
+
+log = logging.getLogger(__name__)
+
+STAGING_PREFIX = ".staging"
+BAG_DECLARATION = "bagit.txt"
+BATCH = 500
+
+fnd.define("FIX-001", "authenticity", "Supplied fixity matches", "移交固定值一致", cost=40)
+fnd.define("FIX-002", "authenticity", "Every file has supplied fixity", "固定值覆盖全部文件", 40)
+fnd.define("DUP-001", "authenticity", "No duplicate content", "无重复内容", cost=45)
+
+
+@dataclass
+class IngestRequest:
+    source: Path
+    sheet: Path | None = None
+    register: Path | None = None
+    dry_run: bool = False
+    allow_duplicate: bool = False
+    submitter: str | None = None
+    reference_code: str | None = None
+
+
+@dataclass
+class Receipt:
+    aip: str | None
+    version: int | None
+    reference_code: str
+    transfer: str
+    kind: str
+    items: int
+    volumes: int
+    files: int
+    bytes: int
+    store: str | None
+    report: str
+    checks: dict[str, int]
+    dry_run: bool
+    findings: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def staging_prefix(job_id: str) -> str:
+    return join_key(STAGING_PREFIX, job_id)
+
+
+def aip_prefix(aip_id: str, version: int) -> str:
+    return join_key(aip_id, f"v{version}")
+
+
+def _agents(repo: Repository, submitter: str) -> list[Agent]:
+    org = repo.config.settings.repository.organization or repo.config.settings.repository.name
+    return [
+        Agent(f"{AGENT_NAME}/{__version__}", AGENT_NAME, "software", version=__version__),
+        Agent(f"organization:{org}", org, "organization"),
+        Agent(f"person:{submitter}", submitter, "person"),
+    ]
+
+
+class _Ingest:
+    """One ingest run; holds the state the steps share."""
+
+    def __init__(self, repo: Repository, req: IngestRequest, progress: Reporter) -> None:
+        self.repo = repo
+        self.req = req
+        self.progress = progress
+        self.settings = repo.config.settings.ingest
+        self.algorithms = self.settings.digests
+        self.job_id = new_uuid()
+        self.aip_id = new_uuid()
+        self.started = utcnow()
+        self.submitter = req.submitter or os.environ.get("USER") or "unknown"
+        self.agents = _agents(repo, self.submitter)
+        self.software = self.agents[0].identifier
+        self.findings: list[fnd.Finding] = []
+        self.events: list[Event] = []
+        self.records: list[Record] = []
+        self.work = Path(
+            tempfile.mkdtemp(prefix=f"ingest-{self.job_id}-", dir=self._staging_root())
+        )
+        self.spool = EntrySpool(self.work / "entries.jsonl")
+        self.staged: list[str] = []  # bag paths staged in the primary store
+        self.transfer: Any = None
+
+    def _staging_root(self) -> Path:
+        root = self.repo.config.staging_dir
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+    # ------------------------------------------------------------------ helpers
+    def event(self, etype: str, outcome: str, detail: str, outcome_detail: str = "") -> Event:
+        ev = Event(
+            type=etype,
+            outcome=outcome,  # type: ignore[arg-type]
+            detail=detail,
+            outcome_detail=outcome_detail,
+            agents=[(self.software, "executing program"), (self.agents[2].identifier, "submitter")],
+        )
+        self.events.append(ev)
+        return ev
+
+    @property
+    def primary_name(self) -> str:
+        return self.repo.config.primary_store_name
+
+    def staging_key(self, bag_path: str) -> str:
+        return join_key(staging_prefix(self.job_id), bag_path)
+
+    # ------------------------------------------------------------------ 1. receive
+    def receive(self) -> None:
+        from preservation.ingest.receive import receive
+
+        self.event("ingestion start", "success", f"transfer {self.req.source}")
+        self.transfer = receive(self.req.source, self.work, self.settings)
+        self.findings.extend(self.transfer.findings)
+
+    # ------------------------------------------------------------------ 2. inspect
+    def inspect(self) -> None:
+        from preservation.ingest.pathcheck import check_paths
+
+        path_findings, excluded = check_paths(self.transfer.files, self.settings)
+        self.findings.extend(path_findings)
+        excluded_set = set(excluded)
+        self.files = [f for f in self.transfer.files if f.path not in excluded_set]
+        self.excluded = sorted(excluded_set)
+
+        self.register = None
+        if self.req.register is not None:
+            from preservation.ingest.register import read_register
+
+            self.register = read_register(self.req.register)
+        if self.req.sheet is not None:
+            from preservation.ingest.sheet import check_sheet, read_sheet
+
+            sheet = read_sheet(self.req.sheet)
+            sheet_findings, self.records = check_sheet(
+                sheet, self.files, self.settings, register=self.register
+            )
+            self.findings.extend(sheet_findings)
+        elif self.register is not None:
+            from preservation.ingest.register import check_register
+
+            self.findings.extend(check_register(self.register, self.files, []))
+        self.row_of: dict[str, int] = {p: r.row for r in self.records for p in r.files}
+
+    # ------------------------------------------------------------------ 3. stream
+    def stream(self) -> None:
+        total = sum(f.size for f in self.files)
+        self.progress.start("hashing and storing", total)
+        supplied: dict[str, dict[str, str]] = self.transfer.supplied or {}
+        store = None if self.req.dry_run else self.repo.primary
+        if store is not None:
+            checkpoint("ingest:before-stream")
+
+        def one(f: Any) -> FileEntry:
+            src: Path = f.abspath
+            if store is None:
+                digests, size = hash_file(src, self.algorithms)
+            else:
+                key = self.staging_key(f"data/{f.path}")
+                with src.open("rb") as fh:
+                    info = store.put(key, fh, algorithms=self.algorithms, size=f.size)
+                digests, size = dict(info.digests), info.size
+            self.progress.advance(size)
+            return FileEntry(
+                path=f.path,
+                size=size,
+                digests=digests,
+                source=src,
+                original_name=f.original_name if f.original_name != f.path else None,
+                record_row=self.row_of.get(f.path),
+                supplied_digests=supplied.get(f.path, {}),
+            )
+
+        from preservation.ingest.identify import identify_files
+        from preservation.ingest.usability import check_usability
+
+        first_by_digest: dict[str, str] = {}
+        self.file_props: dict[str, dict[str, Any]] = {}
+        staged_count = 0
+        for batch in _batches(self.files, BATCH):
+            entries = list(bounded_map(one, batch, workers=4))
+            staged_count += len(entries)
+            if store is not None:
+                self.staged.extend(e.bag_path for e in entries)
+                if staged_count >= len(self.files) // 2:
+                    checkpoint("ingest:mid-stream")
+            formats = identify_files(
+                [e.source for e in entries if e.source], self.settings.identify_workers
+            )
+            for e in entries:
+                e.format = formats.get(e.source) if e.source else None
+            use_findings, props = check_usability(entries, self.settings.identify_workers)
+            self.findings.extend(use_findings)
+            self.file_props.update(props)
+            for e in entries:
+                self._compare_supplied(e)
+                sha = e.digests["sha256"]
+                if sha in first_by_digest and e.size > 0:
+                    self.findings.append(
+                        fnd.Finding(
+                            "DUP-001",
+                            "warn",
+                            f"same content as {first_by_digest[sha]}",
+                            file=e.path,
+                            details={"same_as": first_by_digest[sha]},
+                        )
+                    )
+                else:
+                    first_by_digest.setdefault(sha, e.path)
+                self.spool.append(e)
+        self.progress.done()
+        self._supplied_coverage(supplied)
+        self._format_findings()
+        self.event(
+            "message digest calculation",
+            "success",
+            f"{', '.join(self.algorithms)} of {self.spool.count} files in one read pass",
+        )
+
+    def _compare_supplied(self, e: FileEntry) -> None:
+        for alg, expected in e.supplied_digests.items():
+            got = e.digests.get(alg)
+            if got is None:
+                from preservation.hashing import check_algorithms
+
+                check_algorithms([alg])
+                assert e.source is not None
+                got = hash_file(e.source, [alg])[0][alg]
+            if got.lower() != expected.lower():
+                self.findings.append(
+                    fnd.Finding(
+                        "FIX-001",
+                        "fail",
+                        f"{alg} supplied {expected.lower()}, computed {got}",
+                        file=e.path,
+                        details={"algorithm": alg, "expected": expected.lower(), "found": got},
+                    )
+                )
+
+    def _supplied_coverage(self, supplied: dict[str, dict[str, str]]) -> None:
+        if not supplied:
+            return
+        have = {f.path for f in self.files}
+        failed = [f for f in self.findings if f.code == "FIX-001"]
+        missing = sorted(have - set(supplied))
+        for path in missing:
+            self.findings.append(
+                fnd.Finding("FIX-002", "warn", "no supplied checksum for this file", file=path)
+            )
+        outcome = "failure" if failed else "success"
+        self.event(
+            "fixity check",
+            outcome,
+            "supplied fixity (bag manifests or checksum file) compared with computed digests",
+            f"{len(supplied) - len(failed)} of {len(supplied)} supplied digests verified"
+            + (f"; {len(failed)} mismatches" if failed else ""),
+        )
+        if not failed:
+            self.findings.append(
+                fnd.Finding("FIX-001", "pass", f"{len(supplied)} supplied digests verified")
+            )
+
+    def _format_findings(self) -> None:
+        from preservation.ingest.identify import check_formats, load_accepted_formats
+
+        accepted = load_accepted_formats()
+        fmt_findings = check_formats(self.spool, accepted)
+        self.findings.extend(fmt_findings)
+        unknown = sum(1 for e in self.spool if e.format is None or e.format.puid is None)
+        version = next((e.format.tool_version for e in self.spool if e.format), None)
+        self.event(
+            "format identification",
+            "success" if unknown == 0 else "warning",
+            f"Siegfried {version or ''} with PRONOM signatures",
+            f"{self.spool.count - unknown} identified, {unknown} unidentified",
+        )
+
+    # ------------------------------------------------------------------ 4. decide
+    def decide(self) -> Any:
+        from preservation.ingest.report import CheckReport
+        from preservation.ingest.virus import scan
+
+        self.findings.extend(scan(self.transfer.payload_root, self.settings.virus_scanner))
+        vir = [f for f in self.findings if f.code.startswith("VIR")]
+        vir_outcome = (
+            "not performed"
+            if all(f.result == "not performed" for f in vir)
+            else ("failure" if any(f.result == "fail" for f in vir) else "success")
+        )
+        self.event("virus check", vir_outcome, f"scanner: {self.settings.virus_scanner}")
+        blocking = fnd.blocking(self.findings, self.settings.blocking)
+        self.event(
+            "validation",
+            "failure" if blocking else "success",
+            "DA/T 70 four-property check at receipt",
+            f"{len(self.findings)} findings, {len(blocking)} blocking",
+        )
+        self.report = CheckReport(
+            transfer=self.transfer.name,
+            aip=self.aip_id,
+            started=self.started,
+            finished=utcnow(),
+            findings=self.findings,
+            blocking_properties=tuple(self.settings.blocking),
+        )
+        return self.report
+
+    def payload_key(self) -> str:
+        h = hashlib.sha256()
+        for e in self.spool:
+            h.update(f"{e.path}\t{e.digests['sha256']}\n".encode())
+        h.update((self.reference_code or "").encode())
+        return h.hexdigest()
+
+    @property
+    def reference_code(self) -> str:
+        if self.req.reference_code:
+            return self.req.reference_code
+        info = getattr(self.transfer, "bag_info", None) or {}
+        ext = info.get("External-Identifier")
+        if isinstance(ext, list):
+            ext = ext[0] if ext else None
+        return str(ext) if ext else ""
+
+    # ------------------------------------------------------------------ 5. package
+    def package(self) -> list[Any]:
+        """Write the tag files into the work folder; returns them as bag TagFiles,
+        in upload order (``bagit.txt`` last)."""
+        from preservation.bags.writer import BagWriter
+        from preservation.metadata.mets_writer import MetsPackage, write_mets
+        from preservation.metadata.mets_writer import TagFile as MetsTagFile
+
+        tag_dir = self.work / "tags"
+        (tag_dir / "metadata").mkdir(parents=True)
+        extra: dict[str, Path] = {}
+        report_json = tag_dir / "metadata" / "report.json"
+        report_json.write_bytes(self.report.to_json())
+        extra["metadata/report.json"] = report_json
+        report_html = tag_dir / "metadata" / "report.html"
+        report_html.write_bytes(self.report.to_html())
+        extra["metadata/report.html"] = report_html
+        for rel, src in (getattr(self.transfer, "submission_tag_files", None) or {}).items():
+            dst = tag_dir / "metadata" / "submission" / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            extra[f"metadata/submission/{rel}"] = dst
+
+        listed = [
+            MetsTagFile(rel, *_digest_size(p, self.algorithms), mime=_MIME.get(p.suffix))
+            for rel, p in extra.items()
+        ]
+        self.event("ingestion end", "success", f"AIP {self.aip_id} version 1 packaged")
+        mets_path = tag_dir / "metadata" / "mets.xml"
+        write_mets(
+            mets_path,
+            MetsPackage(
+                aip_id=self.aip_id,
+                version=1,
+                created=self.started,
+                label=self.title,
+                files=lambda: iter(self.spool),
+                agents=self.agents,
+                events=self.events,
+                descriptive=self.descriptive,
+                records=self.records,
+                rights=self.rights,
+                tag_files=listed,
+            ),
+        )
+        extra["metadata/mets.xml"] = mets_path
+
+        writer = BagWriter(tag_dir, algorithms=self.algorithms, info=list(self.bag_info.items()))
+        with writer:
+            for e in self.spool:
+                writer.add_payload(e.path, e.size, e.digests)
+            for rel, path in extra.items():
+                writer.add_tag_file(rel, path)
+            return list(writer.finish())
+
+    @property
+    def title(self) -> str:
+        if self.records:
+            return self.records[0].fields.get("title") or self.transfer.name
+        return str(self.transfer.name)
+
+    @property
+    def descriptive(self) -> dict[str, str]:
+        d: dict[str, str] = {"title": self.title, "transfer": self.transfer.name}
+        if self.reference_code:
+            d["reference_code"] = self.reference_code
+        if self.records:
+            first = self.records[0].fields
+            for key in ("fonds", "year", "retention", "creator", "security_level", "open_status"):
+                values = sorted({r.fields.get(key, "") for r in self.records} - {""})
+                if len(values) == 1:
+                    d[key] = values[0]
+                elif values:
+                    d[key] = "; ".join(values)
+            d.setdefault("creator", first.get("creator", ""))
+        return d
+
+    @property
+    def rights(self) -> dict[str, str]:
+        d = self.descriptive
+        return {
+            k: d[k]
+            for k in ("security_level", "open_status", "retention")
+            if d.get(k) and ";" not in d[k]
+        }
+
+    @property
+    def bag_info(self) -> dict[str, str]:
+        s = self.repo.config.settings.repository
+        from preservation.bags.profile import PROFILE_IDENTIFIER
+
+        info = {
+            "Source-Organization": s.organization or s.name,
+            "External-Identifier": self.reference_code or self.transfer.name,
+            "Internal-Sender-Identifier": self.transfer.name,
+            "Bag-Group-Identifier": self.descriptive.get("fonds", self.transfer.name),
+            "BagIt-Profile-Identifier": PROFILE_IDENTIFIER,
+        }
+        if s.organization_address:
+            info["Source-Organization-Address"] = s.organization_address
+        if s.contact_email:
+            info["Contact-Email"] = s.contact_email
+        return info
+
+    # ------------------------------------------------------------------ 6. finalise
+    def stage_tags(self, tags: list[Any]) -> None:
+        store = self.repo.primary
+        for tag in tags:
+            with tag.local.open("rb") as fh:
+                store.put(
+                    self.staging_key(tag.path),
+                    fh,
+                    digests={"sha256": tag.digests["sha256"]},
+                    algorithms=("sha256",),
+                    size=tag.size,
+                )
+            self.staged.append(tag.path)
+
+    def verify_staging(self, tags: list[Any]) -> None:
+        """Every staged object is there with the right size before anything is final."""
+        from preservation.errors import IntegrityError
+
+        prefix = staging_prefix(self.job_id) + "/"
+        expected: dict[str, int] = {e.bag_path: e.size for e in self.spool}
+        expected.update({t.path: t.size for t in tags})
+        found = {i.key.removeprefix(prefix): i.size for i in self.repo.primary.list(prefix)}
+        problems = [
+            f"{p}: expected {n} bytes, found {found.get(p)}"
+            for p, n in expected.items()
+            if found.get(p) != n
+        ]
+        problems += [f"{p}: not expected" for p in sorted(set(found) - set(expected))]
+        if problems:
+            raise IntegrityError(
+                f"staged AIP {self.aip_id} failed verification: " + "; ".join(problems[:20])
+            )
+
+    def finalise(self, tags: list[Any]) -> None:
+        """Make the staged AIP final. The order is what makes a crash harmless:
+
+        payload and tag files are moved first, then the catalogue commit, and
+        ``bagit.txt`` last: a store holds an AIP version exactly when its bagit.txt is
+        there. A crash before the commit is rolled back by the next run; a crash after
+        it is rolled forward (the remaining staged objects are moved).
+        """
+        from preservation.catalog import queries as q
+
+        store = self.repo.primary
+        with self.repo.catalog.session() as s:
+            q.set_job_state(s, self.job_id, "finalising", result={"aip": self.aip_id})
+        checkpoint("ingest:before-finalise")
+        final = aip_prefix(self.aip_id, 1)
+        body = [rel for rel in self.staged if rel != BAG_DECLARATION]
+        for i, rel in enumerate(body):
+            store.move(self.staging_key(rel), join_key(final, rel))
+            if i == len(body) // 2:
+                checkpoint("ingest:mid-finalise")
+        checkpoint("ingest:before-commit")
+        self.commit(tags)
+        checkpoint("ingest:after-commit")
+        store.move(self.staging_key(BAG_DECLARATION), join_key(final, BAG_DECLARATION))
+        with self.repo.catalog.session() as s:
+            q.set_job_state(s, self.job_id, "done", result={"aip": self.aip_id, "version": 1})
+
+    def commit(self, tags: list[Any]) -> None:
+        from preservation.catalog import queries as q
+        from preservation.catalog.record import record_ingest
+
+        stores = self.repo.config.settings.stores
+        with self.repo.catalog.session() as s:
+            record_ingest(
+                s,
+                aip_id=self.aip_id,
+                job_id=None,
+                reference_code=self.reference_code or None,
+                transfer_name=self.transfer.name,
+                descriptive=self.descriptive,
+                payload_key=self._payload_key,
+                entries=self.spool,
+                tag_files={t.path: (t.digests, t.size) for t in tags},
+                primary_store=self.primary_name,
+                replica_stores=[n for n, st in stores.items() if st.role == "replica"],
+                events=self.events,
+                agents=self.agents,
+                batch_size=self.repo.config.settings.catalog.batch_size,
+            )
+            q.set_job_state(
+                s, self.job_id, "finalising", result={"aip": self.aip_id, "committed": True}
+            )
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> Receipt:
+        from preservation.catalog import queries as q
+
+        if not self.req.dry_run:
+            with self.repo.catalog.session() as s:
+                q.start_job(
+                    s,
+                    "ingest",
+                    {
+                        "source": str(self.req.source),
+                        "aip": self.aip_id,
+                        "staging": staging_prefix(self.job_id),
+                        "work": str(self.work),
+                    },
+                    job_id=self.job_id,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                )
+        try:
+            self.receive()
+            self.inspect()
+            self.stream()
+            self._payload_key = self.payload_key()
+            if not self.req.allow_duplicate:
+                with self.repo.catalog.session() as s:
+                    dup = q.find_aip_by_payload_key(
+                        s, self._payload_key, self.reference_code or None
+                    )
+                    dup_id = dup.id if dup is not None else None
+                if dup_id is not None:
+                    raise DuplicateTransfer(aip=dup_id)
+            report = self.decide()
+            if report.blocked:
+                path = self._keep_report("refused")
+                raise IngestRefused(
+                    f"{self.transfer.name}: {len(report.blocking)} blocking finding(s);"
+                    f" report: {path}",
+                    report=report,
+                )
+            if self.req.dry_run:
+                path = self._keep_report("dry-run")
+                return self._receipt(str(path))
+            tags = self.package()
+            self.stage_tags(tags)
+            self.verify_staging(tags)
+            self.finalise(tags)
+            return self._receipt(join_key(aip_prefix(self.aip_id, 1), "metadata/report.html"))
+        except BaseException as exc:
+            self._abort(exc)
+            raise
+        finally:
+            self.spool.close()
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def _keep_report(self, kind: str) -> Path:
+        reports = self.repo.config.staging_dir / "reports"
+        reports.mkdir(parents=True, exist_ok=True)
+        stem = reports / f"{utcnow():%Y%m%dT%H%M%SZ}-{kind}-{self.job_id}"
+        stem.with_suffix(".json").write_bytes(self.report.to_json())
+        stem.with_suffix(".html").write_bytes(self.report.to_html())
+        return stem.with_suffix(".html")
+
+    def _abort(self, exc: BaseException) -> None:
+        """Remove every staged object; the journal row says the ingest failed."""
+        if self.req.dry_run:
+            return
+        try:
+            self.repo.primary.delete_prefix(staging_prefix(self.job_id) + "/")
+            from preservation.catalog import queries as q
+
+            with self.repo.catalog.session() as s:
+                q.set_job_state(
+                    s,
+                    self.job_id,
+                    "failed",
+                    error=exc.message if isinstance(exc, PreservationError) else repr(exc),
+                )
+        except Exception:  # the original error matters more; cleanup runs again later
+            log.exception("cleanup after failed ingest %s did not finish", self.job_id)
+
+    def _receipt(self, report: str) -> Receipt:
+        summary: dict[str, int] = {}
+        for f in self.findings:
+            summary[f.result] = summary.get(f.result, 0) + 1
+        volumes = sum(1 for r in self.records if r.level == "volume")
+        return Receipt(
+            aip=None if self.req.dry_run else self.aip_id,
+            version=None if self.req.dry_run else 1,
+            reference_code=self.reference_code,
+            transfer=self.transfer.name,
+            kind=self.transfer.kind,
+            items=len(self.records) - volumes,
+            volumes=volumes,
+            files=self.spool.count,
+            bytes=self.spool.bytes,
+            store=None if self.req.dry_run else self.primary_name,
+            report=report,
+            checks=summary,
+            dry_run=self.req.dry_run,
+            findings=[f.to_dict() for f in fnd.sort_findings(self.findings) if f.result != "pass"],
+        )
+
+
+_MIME = {
+    ".json": "application/json",
+    ".html": "text/html",
+    ".xml": "application/xml",
+    ".txt": "text/plain",
+}
+
+
+def _digest_size(path: Path, algorithms: Iterable[str]) -> tuple[int, dict[str, str]]:
+    digests, size = hash_file(path, algorithms)
+    return size, digests
+
+
+def _batches(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for it in items:
+        batch.append(it)
+        if len(batch) >= n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def run_ingest(
+    repo: Repository, request: IngestRequest, progress: Reporter | None = None
+) -> Receipt:
+    """Ingest one transfer; cleans up what interrupted ingests left first."""
+    if not request.dry_run:
+        cleanup_interrupted(repo)
+    return _Ingest(repo, request, progress or Silent()).run()
+
+
+def _alive(host: str | None, pid: int | None) -> bool:
+    if host != socket.gethostname() or not pid:
+        return host not in (None, socket.gethostname())  # another host's job: leave it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cleanup_interrupted(repo: Repository) -> list[dict[str, Any]]:
+    """Remove what killed or failed ingests left behind; returns what was cleaned.
+
+    A job that never reached its catalogue commit is rolled back: its staging prefix
+    and any objects already moved under its AIP prefix are deleted. A job whose
+    process is still alive on this host is left alone.
+    """
+    from preservation.catalog import queries as q
+
+    cleaned: list[dict[str, Any]] = []
+    with repo.catalog.session() as s:
+        jobs = q.unfinished_jobs(s, "ingest")
+    store = repo.primary
+    for job in jobs:
+        if _alive(job.get("host"), job.get("pid")):
+            continue
+        params = job.get("params") or {}
+        aip = params.get("aip")
+        staged = staging_prefix(job["id"]) + "/"
+        committed = False
+        if aip and job["state"] == "finalising":
+            with repo.catalog.session() as s:
+                committed = q.get_aip(s, aip) is not None
+        work = params.get("work")
+        if work:
+            shutil.rmtree(work, ignore_errors=True)
+        if committed:
+            # Roll forward: the catalogue has the AIP; finish making it final.
+            moved = 0
+            for info in list(store.list(staged)):
+                rel = info.key.removeprefix(staged)
+                store.move(info.key, join_key(aip_prefix(aip, 1), rel))
+                moved += 1
+            with repo.catalog.session() as s:
+                q.set_job_state(s, job["id"], "done", result={"aip": aip, "version": 1})
+            cleaned.append({"job": job["id"], "completed": aip, "objects_moved": moved,
+                            "state": job["state"]})
+            continue
+        removed = store.delete_prefix(staged)
+        if aip and job["state"] == "finalising":
+            removed += store.delete_prefix(f"{aip}/")
+        with repo.catalog.session() as s:
+            q.set_job_state(s, job["id"], "cancelled", error="interrupted; leftovers removed")
+        cleaned.append({"job": job["id"], "objects_removed": removed, "state": job["state"]})
+    return cleaned

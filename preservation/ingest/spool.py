@@ -1,0 +1,76 @@
+"""A disk spool of FileEntry records, so that ingest memory does not grow with file count.
+
+Entries are appended as JSON lines to a temporary file and can be read back any number
+of times, in the order they were written (METS, manifests and the catalogue each take
+a pass).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from preservation.model import FileEntry, FormatInfo
+
+
+def _to_json(e: FileEntry) -> dict[str, Any]:
+    return {
+        "path": e.path,
+        "size": e.size,
+        "digests": e.digests,
+        "original_name": e.original_name,
+        "format": e.format.to_dict() if e.format else None,
+        "record_row": e.record_row,
+        "uuid": e.uuid,
+        "supplied": e.supplied_digests,
+        "role": e.role,
+        "derived_from": e.derived_from,
+        "source": str(e.source) if e.source else None,
+    }
+
+
+def _from_json(d: dict[str, Any]) -> FileEntry:
+    fmt = d.get("format")
+    return FileEntry(
+        path=d["path"],
+        size=d["size"],
+        digests=d["digests"],
+        source=Path(d["source"]) if d.get("source") else None,
+        original_name=d.get("original_name"),
+        format=FormatInfo(**fmt) if fmt else None,
+        record_row=d.get("record_row"),
+        uuid=d["uuid"],
+        supplied_digests=d.get("supplied") or {},
+        role=d.get("role", "original"),
+        derived_from=d.get("derived_from"),
+    )
+
+
+class EntrySpool:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._out: IO[str] | None = path.open("w", encoding="utf-8")
+        self.count = 0
+        self.bytes = 0
+
+    def append(self, entry: FileEntry) -> None:
+        if self._out is None:
+            raise RuntimeError("spool is closed for writing")
+        self._out.write(json.dumps(_to_json(entry), ensure_ascii=False))
+        self._out.write("\n")
+        self.count += 1
+        self.bytes += entry.size
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def __iter__(self) -> Iterator[FileEntry]:
+        if self._out is not None:
+            self._out.flush()
+        with self.path.open(encoding="utf-8") as f:
+            for line in f:
+                yield _from_json(json.loads(line))

@@ -1,0 +1,643 @@
+"""Write an AIP's METS 1.12 document (PREMIS 3 inside) in bounded memory.
+
+The document is streamed out with ``lxml.etree.xmlfile``: each section is built as a
+small element, written and dropped, so a 100,000-file AIP never sits in memory as a
+tree. Files are given as a callable returning a fresh iterator, walked several times:
+
+1. a scan (no output): path safety, roles present, whether paths come sorted, the
+   files records link to and the derivation links (collected, then reported together);
+2. ``amdSec``: one ``techMD`` per file (PREMIS object), then ``rightsMD``, then one
+   ``digiprovMD`` per event and one per agent (never one per file per event);
+3. ``fileSec``: one pass per ``fileGrp`` (``original``, ``migrated``, ``access``), plus a
+   ``metadata`` group for the tag files handed in;
+4. the physical ``structMap`` (folders as nested divs, one div per file): streamed when
+   the files come in path order (``sorted()`` order of ``FileEntry.path``), otherwise
+   from a sorted index of (path, ID) pairs;
+5. the logical ``structMap``: fonds → year → volume 卷 → item 件 → document/page divs
+   with the files each record links (and, nested, their migrated/access derivatives);
+   files no record describes go into an ``unassigned`` div (one more pass).
+
+Memory kept across passes: the records, the files they link (path → ID) and the
+derivation links of migrated/access files; nothing per plain original file.
+
+IDs are valid ``xs:ID`` values made from a prefix and the UUID (or a digest of any value
+that is not a plain token), never from file paths. File locations are
+``xlink:href="data/<path>"``, percent-encoded as URI references.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
+
+from lxml import etree
+
+from preservation.errors import MetsBuildError
+from preservation.metadata import premis as pm
+from preservation.metadata.descriptive import Rights, archival_element, checked, dublin_core
+from preservation.metadata.namespaces import (
+    ARCHIVAL_MDTYPE,
+    ARCHIVAL_MDTYPE_VERSION,
+    HASH_LABELS,
+    METS_CHECKSUM_ORDER,
+    NSMAP,
+    PREMIS_VERSION,
+    PROFILE,
+    SCHEMA_LOCATION,
+    mets,
+    xlink,
+    xsi,
+)
+from preservation.model import Agent, Event, FileEntry, Record
+from preservation.paths import path_problem
+
+ROLES = ("original", "migrated", "access")
+_XML_DATA, _FILE, _FLOCAT, _DIV, _FPTR = (
+    mets(n) for n in ("xmlData", "file", "FLocat", "div", "fptr")
+)
+TAG_GROUP = "metadata"
+AIP_DC_ID = "dmd-aip-dc"
+AIP_ARCHIVAL_ID = "dmd-aip-archival"
+RIGHTS_ID = "rightsMD-aip"
+MAX_REPORTED = 20  # problems listed in one MetsBuildError
+
+_TOKEN = re.compile(r"[A-Za-z0-9_.-]+")
+_DIGITISED_KEYS = ("resolution", "colour_mode", "compression")
+
+
+@dataclass
+class TagFile:
+    """A tag file of the bag listed in the fileSec (``metadata`` group)."""
+
+    path: str  # inside the bag, e.g. 'metadata/report.json'
+    size: int
+    digests: dict[str, str]
+    mime: str | None = None
+
+
+@dataclass
+class MetsPackage:
+    """Everything the METS of one AIP version says.
+
+    ``files`` returns a fresh iterator of the payload files each time it is called.
+    ``descriptive`` holds the AIP-level archival fields (canonical keys of
+    ``ARCHIVAL_FIELDS``; other keys are kept too); ``records`` the item/volume rows of
+    the catalogue sheet, whose ``files`` are payload paths as in ``FileEntry.path``.
+    ``rights`` may be a :class:`Rights` or a mapping of its archival keys.
+    ``stored_in`` tells, for a later version, the earlier version whose objects hold a
+    file's bytes (None: this version).
+    """
+
+    aip_id: str
+    version: int
+    created: datetime
+    label: str
+    files: Callable[[], Iterable[FileEntry]]
+    agents: Sequence[Agent] = ()
+    events: Sequence[Event] = ()
+    descriptive: Mapping[str, str] = field(default_factory=dict)
+    records: Sequence[Record] = ()
+    rights: Rights | Mapping[str, str] | None = None
+    tag_files: Sequence[TagFile] = ()
+    previous_version: int | None = None
+    stored_in: Callable[[FileEntry], int | None] | None = None
+    record_status: str = "complete"
+    type: str = "AIP"
+
+    @property
+    def rights_info(self) -> Rights | None:
+        """``rights`` as a :class:`Rights`; from a mapping, with a stable identifier."""
+        if self.rights is None or isinstance(self.rights, Rights):
+            return self.rights
+        ident = uuid.uuid5(uuid.NAMESPACE_URL, f"urn:uuid:{self.aip_id}/v{self.version}/rights")
+        return Rights.from_fields(self.rights, identifier=str(ident))
+
+
+def xml_id(prefix: str, value: str) -> str:
+    """A valid, collision-free ``xs:ID`` for ``value`` under ``prefix``."""
+    if _TOKEN.fullmatch(value):
+        return f"{prefix}-{value}"
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return f"{prefix}_{digest}"
+
+
+def file_id(entry_uuid: str) -> str:
+    return xml_id("file", entry_uuid)
+
+
+def techmd_id(entry_uuid: str) -> str:
+    return xml_id("techMD", entry_uuid)
+
+
+_URI_PLAIN = re.compile(r"[A-Za-z0-9_.~/-]*")
+
+
+def href(bag_path: str) -> str:
+    """A relative URI reference for a path inside the bag (percent-encoded UTF-8)."""
+    if _URI_PLAIN.fullmatch(bag_path):
+        return bag_path
+    return quote(bag_path, safe="/")
+
+
+def write_mets(out: Path | IO[bytes], package: MetsPackage) -> None:
+    """Write ``package`` as METS to a path (atomically, via a sibling temp file) or stream.
+
+    Raises MetsBuildError (MET002) listing every problem the scan finds (unsafe paths,
+    records linking files that are not in the package, values XML cannot carry).
+    """
+    if not isinstance(out, Path | str):
+        _Writer(package).write(out)
+        return
+    target = Path(out)
+    if target.exists() and not target.is_file():  # a FIFO or device: no rename over it
+        with target.open("wb") as f:
+            _Writer(package).write(f)
+        return
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make the METS unreadable to others
+        with os.fdopen(fd, "wb") as f:
+            _Writer(package).write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+# ----------------------------------------------------------------------------- output
+
+
+class _Out:
+    """xmlfile with indentation and manually opened elements."""
+
+    def __init__(self, xf: Any) -> None:
+        self.xf = xf
+        self.depth = 0
+        self._open: list[Any] = []
+
+    def _newline(self) -> None:
+        if self._open:  # no text may precede the root element
+            self.xf.write("\n" + "  " * self.depth)
+
+    def open(self, tag: str, attrib: Mapping[str, str] | None = None, **kw: Any) -> None:
+        self._newline()
+        cm = self.xf.element(tag, attrib or {}, **kw)
+        cm.__enter__()
+        self._open.append(cm)
+        self.depth += 1
+
+    def close(self) -> None:
+        self.depth -= 1
+        self._newline()
+        self._open.pop().__exit__(None, None, None)
+
+    @contextlib.contextmanager
+    def element(self, tag: str, attrib: Mapping[str, str] | None = None) -> Iterator[None]:
+        self.open(tag, attrib)
+        yield
+        self.close()
+
+    def write(self, el: Any, *, indented: bool = False) -> None:
+        """Write a complete element; ``indented``: it already is, for this depth."""
+        if not indented:
+            etree.indent(el, space="  ", level=self.depth)
+        self._newline()
+        self.xf.write(el)
+
+    def leaf(self, tag: str, attrib: Mapping[str, str], text: str | None = None) -> None:
+        self._newline()
+        with self.xf.element(tag, attrib):
+            if text:
+                self.xf.write(text)
+
+
+# ----------------------------------------------------------------------------- scan
+
+
+@dataclass(slots=True)
+class _Derived:
+    file_id: str
+    uuid: str
+    name: str
+    role: str
+
+
+@dataclass
+class _Scan:
+    count: int = 0
+    roles: set[str] = field(default_factory=set)
+    in_order: bool = True
+    linked: dict[str, str] = field(default_factory=dict)  # linked path -> file uuid
+    derived: dict[str, list[_Derived]] = field(default_factory=dict)
+    covered: set[str] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+
+    def problem(self, text: str) -> None:
+        self.problems.append(text)
+
+
+def _basename(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def _scan(pkg: MetsPackage) -> _Scan:
+    scan = _Scan()
+    wanted = {p: p for r in pkg.records for p in r.files}  # keys reused to save memory
+    previous: str | None = None
+    for entry in pkg.files():
+        scan.count += 1
+        problem = path_problem(entry.path) or checked_problem(entry.path)
+        if problem:
+            scan.problem(f"file {entry.path!r}: path {problem}")
+        if entry.role not in ROLES:
+            scan.problem(f"file {entry.path!r}: unknown role {entry.role!r}")
+        scan.roles.add(entry.role)
+        if previous is not None and not previous < entry.path:
+            scan.in_order = False
+        previous = entry.path
+        if entry.path in wanted and entry.path not in scan.linked:
+            scan.linked[wanted[entry.path]] = entry.uuid
+        if entry.derived_from:
+            scan.derived.setdefault(entry.derived_from, []).append(
+                _Derived(file_id(entry.uuid), entry.uuid, _basename(entry.path), entry.role)
+            )
+    for record in pkg.records:
+        for path in record.files:
+            if path not in scan.linked:
+                scan.problem(
+                    f"record row {record.row} ({record.reference_code or 'no reference code'})"
+                    f" links {path!r}, which is not a file of the package"
+                )
+    pending = list(scan.linked.values())
+    while pending:
+        uuid = pending.pop()
+        if uuid in scan.covered:
+            continue
+        scan.covered.add(uuid)
+        pending.extend(d.uuid for d in scan.derived.get(uuid, ()))
+    return scan
+
+
+def checked_problem(value: str) -> str | None:
+    try:
+        checked(value, "")
+    except MetsBuildError as e:
+        return str(e.fields.get("reason", e)).strip()
+    return None
+
+
+# ----------------------------------------------------------------------------- writer
+
+
+class _Writer:
+    def __init__(self, pkg: MetsPackage) -> None:
+        self.pkg = pkg
+        self.rights = pkg.rights_info
+        self.agent_types = {a.identifier: a.identifier_type for a in pkg.agents}
+        self.record_ids = [f"dmd-rec-{i}" for i in range(1, len(pkg.records) + 1)]
+
+    def write(self, stream: IO[bytes]) -> None:
+        pkg = self.pkg
+        scan = _scan(pkg)
+        if scan.problems:
+            shown = scan.problems[:MAX_REPORTED]
+            more = len(scan.problems) - len(shown)
+            reason = "; ".join(shown) + (f"; and {more} more" if more else "")
+            raise MetsBuildError(reason=reason, problems=scan.problems)
+        self.scan = scan
+        root_attrib = {
+            "OBJID": f"urn:uuid:{pkg.aip_id}",
+            "LABEL": checked(pkg.label, "package label"),
+            "TYPE": checked(pkg.type, "package type"),
+            "PROFILE": PROFILE,
+            xsi("schemaLocation"): SCHEMA_LOCATION,
+        }
+        with etree.xmlfile(stream, encoding="utf-8") as xf:
+            xf.write_declaration()
+            out = _Out(xf)
+            out.open(mets("mets"), root_attrib, nsmap=NSMAP)
+            self._header(out)
+            self._dmd(out)
+            self._amd(out)
+            self._file_sec(out)
+            self._physical(out)
+            self._logical(out)
+            out.close()
+
+    # -- metsHdr
+    def _header(self, out: _Out) -> None:
+        pkg = self.pkg
+        attrs = {
+            "CREATEDATE": pm.iso_datetime(pkg.created, "package creation date"),
+            "RECORDSTATUS": checked(pkg.record_status, "record status"),
+        }
+        with out.element(mets("metsHdr"), attrs):
+            for agent in pkg.agents:
+                kind = _HDR_AGENT.get(agent.type, {"ROLE": "OTHER", "TYPE": "OTHER"})
+                with out.element(mets("agent"), kind):
+                    out.leaf(mets("name"), {}, checked(agent.name, "agent name"))
+                    if agent.version:
+                        version = checked(f"version {agent.version}", "agent version")
+                        out.leaf(mets("note"), {}, version)
+                    if agent.note:
+                        out.leaf(mets("note"), {}, checked(agent.note, "agent note"))
+            alt = [("AIP version", str(int(pkg.version)))]
+            if pkg.previous_version is not None:
+                alt.append(("previous AIP version", str(int(pkg.previous_version))))
+            if pkg.descriptive.get("reference_code"):
+                alt.append(("reference code", pkg.descriptive["reference_code"]))
+            for alt_type, value in alt:
+                out.leaf(mets("altRecordID"), {"TYPE": alt_type}, checked(value, alt_type))
+
+    # -- dmdSec
+    def _dmd(self, out: _Out) -> None:
+        pkg = self.pkg
+        fields = dict(pkg.descriptive)
+        dc = dublin_core(
+            fields,
+            title=pkg.label,
+            identifiers=[f"urn:uuid:{pkg.aip_id}"],
+            rights=self.rights,
+        )
+        self._md(out, "dmdSec", AIP_DC_ID, {"MDTYPE": "DC"}, dc)
+        archival_attrs = {
+            "MDTYPE": "OTHER",
+            "OTHERMDTYPE": ARCHIVAL_MDTYPE,
+            "MDTYPEVERSION": ARCHIVAL_MDTYPE_VERSION,
+        }
+        self._md(
+            out, "dmdSec", AIP_ARCHIVAL_ID, archival_attrs, archival_element(fields, level="aip")
+        )
+        for dmd_id, record in zip(self.record_ids, pkg.records, strict=True):
+            el = archival_element(record.fields, level=record.level, row=record.row)
+            self._md(out, "dmdSec", dmd_id, archival_attrs, el)
+
+    def _md(
+        self,
+        out: _Out,
+        section: str,
+        ident: str,
+        wrap: Mapping[str, str],
+        payload: Any | Callable[[int], Any],
+    ) -> None:
+        """One mdSec; ``payload`` is an element or a builder taking its indent level."""
+        out.open(mets(section), {"ID": ident})  # open/close, not with: the hot path
+        out.open(mets("mdWrap"), wrap)
+        out.open(_XML_DATA)
+        if callable(payload):
+            out.write(payload(out.depth), indented=True)
+        else:
+            out.write(payload)
+        out.close()
+        out.close()
+        out.close()
+
+    # -- amdSec
+    def _amd(self, out: _Out) -> None:
+        pkg = self.pkg
+        with out.element(mets("amdSec"), {"ID": "amdSec-aip"}):
+            wrap = {"MDTYPE": "PREMIS:OBJECT", "MDTYPEVERSION": PREMIS_VERSION}
+            for entry in pkg.files():
+                stored_in = pkg.stored_in(entry) if pkg.stored_in else None
+
+                def build(level: int, e: FileEntry = entry, v: int | None = stored_in) -> Any:
+                    return pm.file_object(e, stored_in=v, level=level)
+
+                self._md(out, "techMD", techmd_id(entry.uuid), wrap, build)
+            if self.rights is not None:
+                wrap = {"MDTYPE": "PREMIS:RIGHTS", "MDTYPEVERSION": PREMIS_VERSION}
+                self._md(out, "rightsMD", RIGHTS_ID, wrap, pm.rights_element(self.rights))
+            wrap = {"MDTYPE": "PREMIS:EVENT", "MDTYPEVERSION": PREMIS_VERSION}
+            for event in pkg.events:
+                el = pm.event_element(event, self.agent_types)
+                self._md(out, "digiprovMD", xml_id("digiprov-event", event.identifier), wrap, el)
+            wrap = {"MDTYPE": "PREMIS:AGENT", "MDTYPEVERSION": PREMIS_VERSION}
+            for i, agent in enumerate(pkg.agents, 1):
+                self._md(out, "digiprovMD", f"digiprov-agent-{i}", wrap, pm.agent_element(agent))
+
+    # -- fileSec
+    def _file_sec(self, out: _Out) -> None:
+        pkg = self.pkg
+        roles = [r for r in ROLES if r in self.scan.roles]
+        if not roles and not pkg.tag_files:
+            return
+        with out.element(mets("fileSec"), {"ID": "fileSec-aip"}):
+            for role in roles:
+                with out.element(mets("fileGrp"), {"USE": role}):
+                    for entry in pkg.files():
+                        if entry.role == role:
+                            self._file(out, entry)
+            if pkg.tag_files:
+                with out.element(mets("fileGrp"), {"USE": TAG_GROUP}):
+                    for tag in pkg.tag_files:
+                        self._tag_file(out, tag)
+
+    def _file(self, out: _Out, entry: FileEntry) -> None:
+        attrs = {"ID": file_id(entry.uuid), "ADMID": techmd_id(entry.uuid)}
+        attrs.update(_checksum(entry.digests, entry.path))
+        attrs["SIZE"] = str(int(entry.size))
+        if entry.format is not None and entry.format.mime:
+            attrs["MIMETYPE"] = checked(entry.format.mime, f"file {entry.path!r} MIME type")
+        out.open(_FILE, attrs)
+        out.leaf(_FLOCAT, _flocat(entry.bag_path))
+        out.close()
+
+    def _tag_file(self, out: _Out, tag: TagFile) -> None:
+        problem = path_problem(tag.path) or checked_problem(tag.path)
+        if problem:
+            raise MetsBuildError(reason=f"tag file {tag.path!r}: path {problem}")
+        attrs = {"ID": xml_id("tag", tag.path)}
+        attrs.update(_checksum(tag.digests, tag.path))
+        attrs["SIZE"] = str(int(tag.size))
+        if tag.mime:
+            attrs["MIMETYPE"] = checked(tag.mime, f"tag file {tag.path!r} MIME type")
+        with out.element(mets("file"), attrs):
+            out.leaf(mets("FLocat"), _flocat(tag.path))
+
+    # -- physical structMap
+    def _physical(self, out: _Out) -> None:
+        pkg = self.pkg
+        pairs: Iterable[tuple[str, str]]
+        if self.scan.in_order:
+            pairs = ((e.path, file_id(e.uuid)) for e in pkg.files())
+        else:
+            pairs = sorted((e.path, file_id(e.uuid)) for e in pkg.files())
+        with out.element(mets("structMap"), {"TYPE": "physical", "ID": "structMap-physical"}):
+            out.open(mets("div"), {"TYPE": "folder", "LABEL": "data"})
+            stack: list[str] = []
+            for path, fid in pairs:
+                *folders, name = path.split("/")
+                common = 0
+                limit = min(len(stack), len(folders))
+                while common < limit and stack[common] == folders[common]:
+                    common += 1
+                while len(stack) > common:
+                    out.close()
+                    stack.pop()
+                for seg in folders[common:]:
+                    out.open(mets("div"), {"TYPE": "folder", "LABEL": seg})
+                    stack.append(seg)
+                out.open(_DIV, {"TYPE": "file", "LABEL": name})
+                out.leaf(_FPTR, {"FILEID": fid})
+                out.close()
+            for _ in stack:
+                out.close()
+            out.close()
+
+    # -- logical structMap
+    def _logical(self, out: _Out) -> None:
+        pkg = self.pkg
+        root_attrs = {"TYPE": "aip", "LABEL": pkg.label, "DMDID": f"{AIP_DC_ID} {AIP_ARCHIVAL_ID}"}
+        if self.rights is not None:
+            root_attrs["ADMID"] = RIGHTS_ID
+        with (
+            out.element(mets("structMap"), {"TYPE": "logical", "ID": "structMap-logical"}),
+            out.element(mets("div"), root_attrs),
+        ):
+            for fonds, years in _group(pkg.records, self.record_ids).items():
+                with out.element(mets("div"), _labelled("fonds", fonds)):
+                    for year, (volumes, loose) in years.items():
+                        with out.element(mets("div"), _labelled("year", year)):
+                            for volume, (vol_records, items) in volumes.items():
+                                self._volume(out, volume, vol_records[:1], items)
+                                for dmd_id, record in vol_records[1:]:
+                                    self._record(out, dmd_id, record)
+                            for dmd_id, record in loose:
+                                self._record(out, dmd_id, record)
+            if len(self.scan.covered) < self.scan.count:
+                self._unassigned(out)
+
+    def _volume(
+        self,
+        out: _Out,
+        volume: str,
+        vol_records: list[tuple[str, Record]],
+        items: list[tuple[str, Record]],
+    ) -> None:
+        """One volume div: the volume record (if any) with its own files, then its items."""
+        attrs = _labelled("volume", volume)
+        if vol_records:
+            attrs["DMDID"] = vol_records[0][0]
+        with out.element(mets("div"), attrs):
+            if vol_records:
+                self._documents(out, vol_records[0][1])
+            for dmd_id, record in items:
+                self._record(out, dmd_id, record)
+
+    def _record(self, out: _Out, dmd_id: str, record: Record) -> None:
+        attrs = {"TYPE": record.level, "DMDID": dmd_id}
+        label = record.reference_code or record.fields.get("title", "")
+        if label:
+            attrs["LABEL"] = label
+        number = (record.fields.get("item_number") or "").strip()
+        if number:
+            attrs["ORDERLABEL"] = number
+            if number.isascii() and number.isdigit():
+                attrs["ORDER"] = str(int(number))
+        with out.element(mets("div"), attrs):
+            self._documents(out, record)
+
+    def _documents(self, out: _Out, record: Record) -> None:
+        kind = "page" if any(record.fields.get(k) for k in _DIGITISED_KEYS) else "document"
+        for order, path in enumerate(record.files, 1):
+            uuid = self.scan.linked[path]
+            attrs = {"TYPE": kind, "ORDER": str(order), "LABEL": _basename(path)}
+            with out.element(mets("div"), attrs):
+                out.leaf(mets("fptr"), {"FILEID": file_id(uuid)})
+                self._derivatives(out, uuid, {uuid})
+
+    def _derivatives(self, out: _Out, source: str, seen: set[str]) -> None:
+        for d in self.scan.derived.get(source, ()):
+            if d.uuid in seen:
+                continue
+            with out.element(mets("div"), {"TYPE": d.role, "LABEL": d.name}):
+                out.leaf(mets("fptr"), {"FILEID": d.file_id})
+                self._derivatives(out, d.uuid, seen | {d.uuid})
+
+    def _unassigned(self, out: _Out) -> None:
+        attrs = {"TYPE": "unassigned", "LABEL": "files not described by a record"}
+        with out.element(mets("div"), attrs):
+            for entry in self.pkg.files():
+                if entry.uuid in self.scan.covered:
+                    continue
+                out.open(_DIV, {"TYPE": "document", "LABEL": entry.path})
+                out.leaf(_FPTR, {"FILEID": file_id(entry.uuid)})
+                out.close()
+
+
+_HDR_AGENT: dict[str, dict[str, str]] = {
+    "organization": {"ROLE": "CREATOR", "TYPE": "ORGANIZATION"},
+    "software": {"ROLE": "CREATOR", "TYPE": "OTHER", "OTHERTYPE": "SOFTWARE"},
+    "person": {"ROLE": "OTHER", "OTHERROLE": "SUBMITTER", "TYPE": "INDIVIDUAL"},
+}
+
+
+def _checksum(digests: Mapping[str, str], what: str) -> dict[str, str]:
+    for alg in METS_CHECKSUM_ORDER:
+        if digests.get(alg):
+            return {"CHECKSUM": digests[alg].lower(), "CHECKSUMTYPE": HASH_LABELS[alg]}
+    if digests:
+        raise MetsBuildError(reason=f"{what!r}: no digest METS can name ({', '.join(digests)})")
+    return {}
+
+
+def _flocat(bag_path: str) -> dict[str, str]:
+    return {"LOCTYPE": "OTHER", "OTHERLOCTYPE": "SYSTEM", xlink("href"): href(bag_path)}
+
+
+def _labelled(kind: str, label: str) -> dict[str, str]:
+    return {"TYPE": kind, "LABEL": label} if label else {"TYPE": kind}
+
+
+def _natural(value: str) -> tuple[int, int, str]:
+    v = value.strip()
+    return (0, int(v), v) if v.isascii() and v.isdigit() else (1, 0, v)
+
+
+_Volumes = dict[str, tuple[list[tuple[str, Record]], list[tuple[str, Record]]]]
+_Years = dict[str, tuple[_Volumes, list[tuple[str, Record]]]]
+
+
+def _group(records: Sequence[Record], ids: Sequence[str]) -> dict[str, _Years]:
+    """fonds -> year -> (volume -> (volume records, items), items outside volumes)."""
+    tree: dict[str, _Years] = {}
+    for dmd_id, record in zip(ids, records, strict=True):
+        f = record.fields
+        years = tree.setdefault(f.get("fonds", "").strip(), {})
+        volumes, loose = years.setdefault(f.get("year", "").strip(), ({}, []))
+        volume = f.get("volume", "").strip()
+        if record.level == "volume":
+            volumes.setdefault(volume, ([], []))[0].append((dmd_id, record))
+        elif volume:
+            volumes.setdefault(volume, ([], []))[1].append((dmd_id, record))
+        else:
+            loose.append((dmd_id, record))
+
+    def item_key(pair: tuple[str, Record]) -> tuple[tuple[int, int, str], int]:
+        return _natural(pair[1].fields.get("item_number", "")), pair[1].row
+
+    out: dict[str, _Years] = {}
+    for fonds in sorted(tree):
+        out[fonds] = {}
+        for year in sorted(tree[fonds], key=_natural):
+            volumes, loose = tree[fonds][year]
+            ordered: _Volumes = {}
+            for volume in sorted(volumes, key=_natural):
+                vol_records, items = volumes[volume]
+                ordered[volume] = (vol_records, sorted(items, key=item_key))
+            out[fonds][year] = (ordered, sorted(loose, key=item_key))
+    return out

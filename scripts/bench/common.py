@@ -1,0 +1,61 @@
+"""Helpers shared by the benchmarks: run a command in a fresh wrapper process and
+measure its wall time and peak RSS; print rows side by side with the peer tool."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_WRAPPER = r"""
+import json, resource, subprocess, sys, time
+t = time.perf_counter()
+p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+wall = time.perf_counter() - t
+rss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps({"wall": wall, "rss_kib": rss_kib, "rc": p.returncode,
+                  "stderr": p.stderr.decode(errors="replace")[-2000:]}))
+"""
+
+
+@dataclass
+class Measure:
+    wall: float
+    peak_rss_mb: float
+
+
+def measure(cmd: list[str]) -> Measure:
+    """Run ``cmd`` in a fresh wrapper so the peak RSS is this command's alone."""
+    out = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, *cmd], check=True, capture_output=True, text=True
+    )
+    data = json.loads(out.stdout)
+    if data["rc"] != 0:
+        raise SystemExit(f"benchmark command failed ({data['rc']}): {cmd}\n{data['stderr']}")
+    return Measure(data["wall"], data["rss_kib"] / 1024)
+
+
+def tree_stats(root: Path) -> tuple[int, int]:
+    files = [p for p in root.rglob("*") if p.is_file()]
+    return len(files), sum(p.stat().st_size for p in files)
+
+
+HEADER = (
+    f"{'dataset':<10} {'operation':<22} {'ours s':>8} {'peer s':>8} {'ratio':>6} "
+    f"{'files/s':>9} {'MB/s':>8} {'our RSS MB':>10} {'peer RSS MB':>11}"
+)
+
+
+def row(dataset: str, op: str, ours: Measure, peer: Measure | None, files: int,
+        nbytes: int) -> str:
+    ratio = f"{ours.wall / peer.wall:6.2f}" if peer else "     -"
+    peer_s = f"{peer.wall:8.2f}" if peer else "       -"
+    peer_rss = f"{peer.peak_rss_mb:11.0f}" if peer else "          -"
+    return (
+        f"{dataset:<10} {op:<22} {ours.wall:8.2f} {peer_s} {ratio} "
+        f"{files / ours.wall:9.0f} {nbytes / 1e6 / ours.wall:8.1f} {ours.peak_rss_mb:10.0f} "
+        f"{peer_rss}"
+    )

@@ -1,0 +1,248 @@
+"""End-to-end ingest: every kind of transfer becomes a valid AIP, bad input leaves nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import bagit
+import pytest
+
+from preservation.bags.profile import validate_profile
+from preservation.bags.validate import validate_bag
+from preservation.catalog import queries as q
+from preservation.catalog.events import verify_chain
+from preservation.catalog.models import Aip, Copy
+from preservation.errors import DuplicateTransfer, IngestRefused
+from preservation.ingest.pipeline import IngestRequest, Receipt, run_ingest
+from preservation.metadata.mets_reader import read_mets
+from preservation.metadata.xsd import validate_mets
+from preservation.repository import Repository, init_repository
+from tests.support import transfers as tr
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repository:
+    return init_repository(tmp_path / "repo", organization="Test Archive")
+
+
+def store_keys(repo: Repository, name: str = "primary") -> list[str]:
+    return sorted(i.key for i in repo.store(name).list(""))
+
+
+def ingest(repo: Repository, source: Path, **kw: object) -> Receipt:
+    return run_ingest(repo, IngestRequest(source=source, **kw))  # type: ignore[arg-type]
+
+
+def check_aip(repo: Repository, receipt: Receipt, tmp_path: Path) -> Path:
+    """Export the stored AIP to a folder and validate it every way we know."""
+    assert receipt.aip
+    out = tmp_path / f"export-{receipt.aip}"
+    prefix = f"{receipt.aip}/v1/"
+    store = repo.primary
+    for info in store.list(prefix):
+        target = out / info.key.removeprefix(prefix)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with store.open(info.key) as src, target.open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+    bagit.Bag(str(out)).validate()
+    report = validate_bag(out)
+    assert report.valid, [f.message for f in report.errors]
+    assert validate_mets(out / "metadata" / "mets.xml") == []
+    assert validate_profile(out) == []
+    assert (out / "metadata" / "report.json").is_file()
+    assert (out / "metadata" / "report.html").is_file()
+    return out
+
+
+def kinds(tmp_path: Path, kind: str, with_sheet: bool) -> tuple[Path, Path | None]:
+    folder, sheet, _ = tr.make_scanned_transfer(tmp_path / "in", "T01", items=3, pages=2)
+    if kind == "zip":
+        source = tr.zip_folder(folder)
+    elif kind == "tar.gz":
+        source = tr.tar_folder(folder, compression="gz")
+    elif kind == "tar.zst":
+        source = tr.tar_folder(folder, compression="zst")
+    elif kind == "bag":
+        source = tr.make_bag(folder, checksums=("sha256", "sha512"))
+    else:
+        source = folder
+    return source, sheet if with_sheet else None
+
+
+@pytest.mark.parametrize("with_sheet", [True, False], ids=["sheet", "no-sheet"])
+@pytest.mark.parametrize("kind", ["folder", "zip", "tar.gz", "tar.zst", "bag"])
+def test_ingest_each_kind(
+    repo: Repository, tmp_path: Path, kind: str, with_sheet: bool
+) -> None:
+    source, sheet = kinds(tmp_path, kind, with_sheet)
+    receipt = ingest(repo, source, sheet=sheet, submitter="tester")
+    assert receipt.files == 6
+    assert receipt.items == (3 if with_sheet else 0)
+    out = check_aip(repo, receipt, tmp_path)
+
+    mets = read_mets(out / "metadata" / "mets.xml")
+    assert mets.aip_id == receipt.aip
+    assert len(mets.files) == 6
+    assert all(f.format and f.format.puid == "fmt/353" for f in mets.files)  # TIFF
+    event_types = {e.type for e in mets.events}
+    assert {"ingestion start", "ingestion end", "message digest calculation",
+            "format identification", "validation", "virus check"} <= event_types
+    if kind == "bag":
+        assert "fixity check" in event_types
+        assert (out / "metadata" / "submission").is_dir()
+    if with_sheet:
+        assert len(mets.records) == 3
+
+    with repo.catalog.session() as s:
+        aip = s.get(Aip, receipt.aip)
+        assert aip is not None and aip.current_version == 1
+        copies = {c.store_name: c.state for c in s.query(Copy).all()}
+        assert copies == {"primary": "verified", "offsite": "pending"}
+        assert verify_chain(s).ok
+    assert not [k for k in store_keys(repo) if k.startswith(".staging")]
+    assert store_keys(repo, "offsite") == []
+
+
+def test_dry_run_writes_nothing(repo: Repository, tmp_path: Path) -> None:
+    folder, sheet, _ = tr.make_scanned_transfer(tmp_path / "in")
+    receipt = ingest(repo, folder, sheet=sheet, dry_run=True)
+    assert receipt.dry_run and receipt.aip is None and receipt.files == 6
+    assert store_keys(repo) == []
+    with repo.catalog.session() as s:
+        assert s.query(Aip).count() == 0
+        assert q.unfinished_jobs(s) == []
+    assert Path(receipt.report).is_file()
+
+
+def test_duplicate_transfer_refused(repo: Repository, tmp_path: Path) -> None:
+    folder = tr.make_folder_transfer(tmp_path / "in")
+    first = ingest(repo, folder, reference_code="Z109-WS·2011-Y-BGS-0001")
+    before = store_keys(repo)
+    with pytest.raises(DuplicateTransfer) as e:
+        ingest(repo, folder, reference_code="Z109-WS·2011-Y-BGS-0001")
+    assert e.value.code == "ING002" and first.aip in e.value.message
+    assert store_keys(repo) == before
+    again = ingest(repo, folder, reference_code="Z109-WS·2011-Y-BGS-0001", allow_duplicate=True)
+    assert again.aip != first.aip
+
+
+def assert_nothing_visible(repo: Repository) -> None:
+    assert store_keys(repo) == []
+    with repo.catalog.session() as s:
+        assert s.query(Aip).count() == 0
+
+
+def test_row_without_file_blocks_and_leaves_nothing(repo: Repository, tmp_path: Path) -> None:
+    folder, _, rows = tr.make_scanned_transfer(tmp_path / "in")
+    rows.append(tr.sheet_row(4))
+    sheet = tr.write_csv_sheet(tmp_path / "in" / "bad.csv", rows)
+    with pytest.raises(IngestRefused) as e:
+        ingest(repo, folder, sheet=sheet)
+    assert e.value.code == "ING001"
+    failed = [f for f in e.value.report.findings if f.result == "fail"]
+    assert failed and any(f.row == 5 for f in failed), [f.to_dict() for f in failed]
+    assert "report:" in e.value.message
+    assert_nothing_visible(repo)
+
+
+def test_bag_digest_mismatch_blocks(repo: Repository, tmp_path: Path) -> None:
+    folder = tr.make_folder_transfer(tmp_path / "in")
+    bag = tr.make_bag(folder)
+    victim = bag / "data" / "doc-001.txt"
+    data = bytearray(victim.read_bytes())
+    data[0] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with pytest.raises(IngestRefused) as e:
+        ingest(repo, bag)
+    bad = [f for f in e.value.report.findings if f.result == "fail"]
+    assert any(f.file == "doc-001.txt" for f in bad), [f.to_dict() for f in bad]
+    assert_nothing_visible(repo)
+
+
+def test_unsafe_archive_refused_names_member(repo: Repository, tmp_path: Path) -> None:
+    evil = tr.hostile_zip(tmp_path / "evil.zip")
+    with pytest.raises(Exception) as e:
+        ingest(repo, evil)
+    assert "evil" in str(e.value) or "../" in str(e.value)
+    assert getattr(e.value, "exit_status", 0) == 3
+    assert_nothing_visible(repo)
+
+
+# --------------------------------------------------------------------------- kills
+
+
+def cli(repo: Repository, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PRESERVATION_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "preservation", "--repo", str(repo.root), "--json", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "point",
+    [
+        "ingest:before-stream",
+        "ingest:mid-stream",
+        "ingest:before-finalise",
+        "ingest:mid-finalise",
+        "ingest:before-commit",
+        "ingest:after-commit",
+    ],
+)
+def test_kill_during_ingest_leaves_nothing_and_rerun_succeeds(
+    repo: Repository, tmp_path: Path, point: str
+) -> None:
+    folder, sheet, _ = tr.make_scanned_transfer(tmp_path / "in", items=4, pages=3)
+    killed = cli(repo, "ingest", str(folder), "--metadata", str(sheet),
+                 env={"PRESERVATION_FAULT_KILL_AT": point})
+    assert killed.returncode == -9, killed.stderr
+    with repo.catalog.session() as s:
+        assert s.query(Aip).count() == (1 if point == "ingest:after-commit" else 0)
+    # No AIP version is declared: bagit.txt is always the last object made final
+    # (staging is not a place where AIPs are looked for).
+    keys = store_keys(repo)
+    assert not [k for k in keys if k.endswith("/bagit.txt") and not k.startswith(".staging/")]
+
+    if point == "ingest:after-commit":
+        # The catalogue has the AIP: the next run rolls forward instead of back.
+        done = cli(repo, "ingest", "--cleanup")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)[0]["completed"]
+        keys = store_keys(repo)
+        aip = keys[0].split("/")[0]
+        assert f"{aip}/v1/bagit.txt" in keys and not [k for k in keys if k.startswith(".")]
+        with repo.catalog.session() as s:
+            assert q.unfinished_jobs(s, "ingest") == []
+        return
+    ok = cli(repo, "ingest", str(folder), "--metadata", str(sheet))
+    assert ok.returncode == 0, ok.stderr
+    receipt = json.loads(ok.stdout)
+    keys = store_keys(repo)
+    assert keys and all(k.startswith(f"{receipt['aip']}/v1/") for k in keys), keys
+    with repo.catalog.session() as s:
+        assert s.query(Aip).count() == 1
+        assert q.unfinished_jobs(s, "ingest") == []
+    check_aip(repo, Receipt(**receipt), tmp_path)
+
+
+def test_cleanup_command(repo: Repository, tmp_path: Path) -> None:
+    folder = tr.make_folder_transfer(tmp_path / "in")
+    killed = cli(repo, "ingest", str(folder), env={"PRESERVATION_FAULT_KILL_AT": "ingest:mid-finalise"})
+    assert killed.returncode == -9
+    assert store_keys(repo)  # leftovers until the next run
+    done = cli(repo, "ingest", "--cleanup")
+    assert done.returncode == 0, done.stderr
+    cleaned = json.loads(done.stdout)
+    assert len(cleaned) == 1 and cleaned[0]["objects_removed"] > 0
+    assert store_keys(repo) == []

@@ -1,0 +1,210 @@
+"""The check report: sorted findings, counts, blocking, stable JSON valid against its
+schema, and a bilingual HTML page with everything escaped."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pypdf
+import pytest
+from lxml import html as lhtml
+from PIL import Image
+
+from preservation.ingest.findings import Finding
+from preservation.ingest.identify import check_formats, identify_files, load_accepted_formats
+from preservation.ingest.report import CheckReport
+from preservation.ingest.usability import check_usability, usability_summary
+from preservation.ingest.virus import scan
+from preservation.model import FileEntry
+
+SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "check-report.schema.json"
+T0 = datetime(2026, 3, 1, 8, 0, 0, tzinfo=UTC)
+
+
+def findings() -> list[Finding]:
+    return [
+        Finding("VIR-001", "not performed", "no virus scanner configured"),
+        Finding(
+            "OPEN-001", "fail", "a.pdf: PDF does not open (EOF marker not found)", file="a.pdf"
+        ),
+        Finding("FMT-003", "warn", "b.jpg: extension mismatch", file="b.jpg"),
+        Finding("FMT-002", "warn", "c.webp: not on the accepted-format list", file="c.webp"),
+        Finding("OPEN-001", "pass", "3 of 4 files opened"),
+        Finding(
+            "OPEN-002",
+            "fail",
+            "<script>alert('x')</script> & 密件.pdf: encrypted",
+            file="<b>密件</b>.pdf",
+            row=7,
+        ),
+    ]
+
+
+def report(items: list[Finding] | None = None, **kw: Any) -> CheckReport:
+    return CheckReport(
+        transfer=kw.pop("transfer", "2026年 文书档案 移交"),
+        aip=kw.pop("aip", "3f1c1e0e-8a9e-4c61-9a55-1b1f2a3b4c5d"),
+        started=T0,
+        finished=T0 + timedelta(minutes=3),
+        findings=findings() if items is None else items,
+        **kw,
+    )
+
+
+def validate(data: dict[str, Any]) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator(schema).validate(data)
+
+
+def test_findings_are_sorted_cheapest_first() -> None:
+    r = report()
+    assert [f.code for f in r.findings] == [
+        "FMT-002",
+        "FMT-003",
+        "OPEN-001",
+        "OPEN-001",
+        "OPEN-002",
+        "VIR-001",
+    ]
+    costs = [f.check.cost for f in r.findings]
+    assert costs == sorted(costs)
+
+
+def test_summary_counts_per_property_and_result() -> None:
+    s = report().summary()
+    assert s["usability"] == {"pass": 1, "fail": 2, "warn": 1, "not performed": 0}
+    assert s["authenticity"] == {"pass": 0, "fail": 0, "warn": 1, "not performed": 0}
+    assert s["security"] == {"pass": 0, "fail": 0, "warn": 0, "not performed": 1}
+    assert s["integrity"] == {"pass": 0, "fail": 0, "warn": 0, "not performed": 0}
+    assert report().totals() == {"pass": 1, "fail": 2, "warn": 2, "not performed": 1}
+
+
+def test_blocking_follows_the_configured_properties() -> None:
+    assert not report().blocked  # default policy: authenticity and integrity only
+    r = report(blocking_properties=("usability",))
+    assert r.blocked
+    assert [f.file for f in r.blocking] == ["a.pdf", "<b>密件</b>.pdf"]
+    data = json.loads(r.to_json())
+    assert data["blocked"] is True
+    assert [f["code"] for f in data["blocking"]] == ["OPEN-001", "OPEN-002"]
+
+
+def test_json_is_stable_utf8_and_valid() -> None:
+    r = report(settings={"virus_scanner": "none", "blocking": ["authenticity", "integrity"]})
+    raw = r.to_json()
+    assert raw == report(settings=r.settings).to_json()  # stable
+    text = raw.decode("utf-8")
+    assert "2026年 文书档案 移交" in text and "\\u" not in text  # ensure_ascii off
+    data = json.loads(raw)
+    validate(data)
+    assert data["started"] == "2026-03-01T08:00:00+00:00"
+    assert data["checks"]["OPEN-002"]["title_zh"] == "无加密或口令保护"
+    assert data["findings"][-1] == {
+        "code": "VIR-001",
+        "property": "security",
+        "result": "not performed",
+        "message": "no virus scanner configured",
+    }
+    encrypted = next(f for f in data["findings"] if f["code"] == "OPEN-002")
+    assert encrypted["row"] == 7 and encrypted["file"] == "<b>密件</b>.pdf"
+    assert list(data)[:4] == ["format", "standard", "kind", "transfer"]
+
+
+def test_schema_rejects_a_broken_report() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    data = json.loads(report().to_json())
+    data["findings"][0]["result"] = "maybe"
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(schema).validate(data)
+
+
+def test_naive_times_are_refused() -> None:
+    r = CheckReport("t", None, datetime(2026, 1, 1), datetime(2026, 1, 1), [])  # noqa: DTZ001
+    with pytest.raises(ValueError, match="timezone-aware"):
+        r.to_json()
+
+
+def cells(table: Any) -> list[list[str]]:
+    return [
+        [" ".join(" ".join(c.itertext()).split()) for c in tr.xpath("./th|./td")]
+        for tr in table.xpath(".//tr")
+    ]
+
+
+def test_html_is_bilingual_escaped_and_complete() -> None:
+    r = report(blocking_properties=("usability", "security"))
+    page = r.to_html().decode("utf-8")
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; 密件.pdf" in page
+    assert "&lt;b&gt;密件&lt;/b&gt;.pdf" in page
+    doc = lhtml.fromstring(page)
+    assert "四性检测报告" in doc.findtext(".//title") and "2026年" in doc.findtext(".//title")
+    summary = cells(doc.xpath("//table[@class='summary']")[0])
+    assert summary[0] == [
+        "性质 Property",
+        "通过 pass",
+        "不通过 fail",
+        "警告 warn",
+        "未执行 not performed",
+    ]
+    assert summary[1] == ["真实性 authenticity", "0", "0", "1", "0"]
+    assert summary[3] == ["可用性 usability", "1", "2", "1", "0"]
+    assert summary[4] == ["安全性 security", "0", "0", "0", "1"]
+    assert summary[5] == ["合计 Total", "1", "2", "2", "1"]
+    rows = cells(doc.xpath("//table[@class='findings']")[0])[1:]
+    assert len(rows) == len(r.findings)
+    enc = next(row for row in rows if row[0] == "OPEN-002")
+    assert enc[1] == "无加密或口令保护 No encryption or password protection"
+    assert enc[2] == "不通过 fail"
+    assert enc[3] == "<b>密件</b>.pdf (row 7 行)"
+    assert "Refused: 2 blocking finding(s)" in page and "不予接收" in page
+
+
+def test_html_without_blocking_says_accepted() -> None:
+    page = report().to_html().decode("utf-8")
+    assert "检测通过,可以接收" in page and "Blocking findings" not in page
+
+
+def test_report_from_real_checks_validates(tmp_path: Path) -> None:
+    """A report built from the real checks over real files validates against the schema."""
+    pdf = pypdf.PdfWriter()
+    pdf.add_blank_page(100, 100)
+    buf = io.BytesIO()
+    pdf.write(buf)
+    (tmp_path / "a.pdf").write_bytes(buf.getvalue())
+    (tmp_path / "b.pdf").write_bytes(buf.getvalue()[:60])
+    Image.new("RGB", (20, 20)).save(tmp_path / "scan.tif", dpi=(150, 150))
+    (tmp_path / "mystery").write_bytes(bytes(range(256)) * 3)
+    paths = sorted(p for p in tmp_path.iterdir() if p.is_file())
+    infos = identify_files(paths, workers=2)
+    entries = [
+        FileEntry(path=p.name, size=p.stat().st_size, digests={}, source=p, format=infos[p])
+        for p in paths
+    ]
+    found, props = check_usability(entries, workers=2)
+    found += usability_summary(props)
+    found += check_formats(entries, load_accepted_formats())
+    found += scan(tmp_path, "none")
+    r = CheckReport(
+        "real",
+        None,
+        datetime.now(UTC),
+        datetime.now(UTC),
+        found,
+        blocking_properties=("usability",),
+        settings={"identify_workers": 2},
+    )
+    data = json.loads(r.to_json())
+    validate(data)
+    assert data["blocked"] is True
+    assert {f["file"] for f in data["blocking"]} == {"b.pdf"}
+    assert any(f["code"] == "OPEN-004" and f["file"] == "scan.tif" for f in data["findings"])
+    page = r.to_html().decode("utf-8")
+    assert "scan.tif" in page and "mystery" in page

@@ -1,0 +1,1 @@
+"""Reusable test helpers (servers and data makers) shared by the test packages."""
