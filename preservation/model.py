@@ -78,6 +78,8 @@ class FileEntry:
     supplied_digests: dict[str, str] = field(default_factory=dict)
     role: Literal["original", "migrated", "access"] = "original"
     derived_from: str | None = None  # uuid of the source file for migrations
+    # what opening the file found: pages, pixel size, dpi, colour mode, compression...
+    properties: dict[str, Any] = field(default_factory=dict)
 
     @property
     def bag_path(self) -> str:

@@ -155,9 +155,7 @@ def add_copy(
         state = "verified"
     if state not in COPY_STATES:
         raise UsageError(f"copy state {state!r} is not one of {', '.join(COPY_STATES)}")
-    copy = Copy(
-        version_id=version_id, store_name=store_name, state=state, verified_at=verified_at
-    )
+    copy = Copy(version_id=version_id, store_name=store_name, state=state, verified_at=verified_at)
     session.add(copy)
     session.flush()
     columns = ["copy_id", "file_id", "store_name"]
@@ -166,9 +164,7 @@ def add_copy(
         columns += ["last_verified_at", "outcome"]
         values += [literal(verified_at, UTCDateTime()), literal("pass")]
     session.execute(
-        insert(FileCopy).from_select(
-            columns, select(*values).where(File.version_id == version_id)
-        )
+        insert(FileCopy).from_select(columns, select(*values).where(File.version_id == version_id))
     )
     return copy
 
@@ -235,6 +231,52 @@ def due_file_copies(
 
 def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def stores_with_copies(session: Session, aip_id: str) -> list[str]:
+    """Stores holding a copy (stored or verified) of any version of the AIP."""
+    rows = session.execute(
+        select(Copy.store_name)
+        .join(AipVersion, AipVersion.id == Copy.version_id)
+        .where(AipVersion.aip_id == aip_id, Copy.state.in_(("stored", "verified")))
+        .distinct()
+        .order_by(Copy.store_name)
+    ).scalars()
+    return list(rows)
+
+
+def list_aips(session: Session, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The most recent AIPs with their current version's counts."""
+    rows = session.execute(
+        select(
+            Aip.id,
+            Aip.reference_code,
+            Aip.title,
+            Aip.current_version,
+            Aip.created_at,
+            AipVersion.file_count,
+            AipVersion.byte_count,
+        )
+        .join(
+            AipVersion,
+            (AipVersion.aip_id == Aip.id) & (AipVersion.number == Aip.current_version),
+        )
+        .where(Aip.state == "active")
+        .order_by(Aip.created_at.desc(), Aip.id)
+        .limit(limit)
+    ).all()
+    return [
+        {
+            "id": r.id,
+            "reference_code": r.reference_code,
+            "title": r.title,
+            "version": r.current_version,
+            "created_at": _iso(r.created_at),
+            "files": r.file_count,
+            "bytes": r.byte_count,
+        }
+        for r in rows
+    ]
 
 
 def aip_summary(session: Session, aip_id: str, *, file_limit: int | None = 1000) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from preservation.errors import ConfigError
 from preservation.ingest.findings import Finding, define
 from preservation.model import FileEntry, FormatInfo
 
-CHUNK = 1000  # paths per identify_many call: bounds the memory of one result
+CHUNK = 2000  # paths per identify_many call: bounds the memory of one result (~2 MB)
 ZIP_PUID = "x-fmt/263"
 OFD_MIME = "application/ofd"
 OFD_NAME = "Open Fixed-layout Document (OFD, GB/T 33190)"
@@ -299,15 +299,30 @@ def _refine_ofd(path: Path, info: FormatInfo) -> FormatInfo:
     )
 
 
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # a file name that is not valid UTF-8 (surrogate escapes)
+        return False
+    return True
+
+
 def _identify_chunk(chunk: Sequence[Path], workers: int) -> dict[Path, FormatInfo]:
     scanner = _get_scanner()
+    if not all(_utf8(str(p)) for p in chunk):
+        # Siegfried takes UTF-8 names only; one such name would fail the whole call.
+        out: dict[Path, FormatInfo] = {p: _failed(p) for p in chunk if not _utf8(str(p))}
+        rest = [p for p in chunk if _utf8(str(p))]
+        if rest:
+            out.update(_identify_chunk(rest, workers))
+        return out
     names = [str(p) for p in chunk]
     try:
         result: dict[str, Any] = dict(scanner.identify_many(names, workers=workers))
     except (pygfried.GoError, UnicodeError, ValueError):
         if len(chunk) > 1:
-            # One bad name (e.g. not valid UTF-8) fails the whole call: go one by one.
-            out: dict[Path, FormatInfo] = {}
+            # Whatever failed the whole call, find the file by going one by one.
+            out = {}
             for p in chunk:
                 out.update(_identify_chunk([p], workers=1))
             return out
@@ -340,7 +355,7 @@ def _failed(path: Path, tool_version: str | None = None, sig: str | None = None)
         name=None,
         version=None,
         basis=None,
-        warning=f"identification failed: Siegfried could not read {path.name!r}",
+        warning=f"identification failed: Siegfried could not read the name {path.name!r}",
         tool_version=tool_version or siegfried_version(),
         signature=sig,
     )

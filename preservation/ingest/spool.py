@@ -28,6 +28,7 @@ def _to_json(e: FileEntry) -> dict[str, Any]:
         "role": e.role,
         "derived_from": e.derived_from,
         "source": str(e.source) if e.source else None,
+        "properties": e.properties,
     }
 
 
@@ -45,6 +46,7 @@ def _from_json(d: dict[str, Any]) -> FileEntry:
         supplied_digests=d.get("supplied") or {},
         role=d.get("role", "original"),
         derived_from=d.get("derived_from"),
+        properties=d.get("properties") or {},
     )
 
 

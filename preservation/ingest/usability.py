@@ -23,8 +23,13 @@ TXT / CSV          decodes as UTF-8 (BOM allowed), UTF-16 with BOM, or GB18030
 anything else      ``not performed`` with the reason; never ``pass``
 =================  ===========================================================
 
-Memory never grows with file size: files are read through seeks and bounded
-buffers, images are never decoded whole above the pixel limit.
+Unidentified files are opened by the checker their extension suggests (a truncated
+PDF has no ``%%EOF`` for Siegfried to match), so the damage itself is reported.
+
+Memory is bounded: files are read through seeks and bounded buffers, and images are
+never decoded whole above the pixel limit. Two known limits: pypdf's repair mode
+reads a damaged PDF whole (only below :data:`PDF_REPAIR_LIMIT`), and Pillow's PNG
+``verify`` holds one chunk at a time (chunks are small in practice).
 
 ``check_usability`` returns per-file findings for every outcome that is not a pass,
 and per-file properties (pages, pixel size, dpi, colour mode, compression) for the
@@ -37,7 +42,7 @@ from __future__ import annotations
 import codecs
 import struct
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -850,7 +855,7 @@ def check_file(entry: FileEntry) -> Outcome:
     return outcome
 
 
-def _scan_like(props: dict[str, Any]) -> bool:
+def _scan_like(props: Mapping[str, Any]) -> bool:
     """TIFF, JPEG 2000, or a JPEG that no camera wrote: images that may be scanned pages."""
     return props.get("image_format") in DIGITISED_KINDS and not props.get("camera")
 
@@ -915,19 +920,36 @@ def check_usability(
     return findings, props
 
 
-def usability_summary(props: dict[str, dict[str, Any]]) -> list[Finding]:
+def usability_summary(
+    props: Mapping[str, Mapping[str, Any]] | Iterable[Mapping[str, Any]],
+) -> list[Finding]:
     """The pass evidence of the usability checks over all files' properties.
 
     One *pass* finding per check, counting the files that passed it; files that did
     not are the per-file findings of :func:`check_usability`, so nothing is counted
-    twice. Call it once, after the last batch.
+    twice. Call it once, after the last batch. ``props`` is read once (it may be a
+    generator over a spool), so memory does not grow with the number of files.
     """
-    out: list[Finding] = []
-    total = len(props)
+    values = props.values() if isinstance(props, Mapping) else props
+    total = 0
     counts: dict[str, int] = {}
-    for p in props.values():
+    checked = clear = tiffs = public = scans = known = enough = 0
+    for p in values:
+        total += 1
         result = p.get("open", "not performed")
         counts[result] = counts.get(result, 0) + 1
+        if "encrypted" in p:
+            checked += 1
+            clear += not p["encrypted"]
+        if "compression_public" in p:
+            tiffs += 1
+            public += bool(p["compression_public"])
+        if _scan_like(p):
+            scans += 1
+            if p.get("dpi"):
+                known += 1
+                enough += not p.get("dpi_below_minimum")
+    out: list[Finding] = []
     opened = counts.get("pass", 0)
     if opened:
         parts = ", ".join(f"{n} {r}" for r, n in sorted(counts.items()))
@@ -939,39 +961,32 @@ def usability_summary(props: dict[str, dict[str, Any]]) -> list[Finding]:
                 details={"total": total, **counts},
             )
         )
-    checked = [p for p in props.values() if "encrypted" in p]
-    clear = sum(1 for p in checked if not p["encrypted"])
     if clear:
         out.append(
             Finding(
                 OPEN_ENCRYPTED.code,
                 "pass",
-                f"{clear} of {len(checked)} files checked for encryption are not encrypted",
-                details={"not_encrypted": clear, "checked": len(checked)},
+                f"{clear} of {checked} files checked for encryption are not encrypted",
+                details={"not_encrypted": clear, "checked": checked},
             )
         )
-    tiffs = [p for p in props.values() if "compression_public" in p]
-    public = sum(1 for p in tiffs if p["compression_public"])
     if public:
         out.append(
             Finding(
                 OPEN_COMPRESSION.code,
                 "pass",
-                f"{public} of {len(tiffs)} TIFF files use a public compression scheme",
-                details={"public": public, "checked": len(tiffs)},
+                f"{public} of {tiffs} TIFF files use a public compression scheme",
+                details={"public": public, "checked": tiffs},
             )
         )
-    scans = [p for p in props.values() if _scan_like(p)]
-    known = [p for p in scans if p.get("dpi")]
-    enough = sum(1 for p in known if not p.get("dpi_below_minimum"))
     if enough:
         out.append(
             Finding(
                 OPEN_RESOLUTION.code,
                 "pass",
-                f"{enough} of {len(scans)} possible scanned images meet the minimum resolution"
-                f" ({len(scans) - len(known)} record none)",
-                details={"enough": enough, "with_resolution": len(known), "images": len(scans)},
+                f"{enough} of {scans} possible scanned images meet the minimum resolution"
+                f" ({scans - known} record none)",
+                details={"enough": enough, "with_resolution": known, "images": scans},
             )
         )
     return out

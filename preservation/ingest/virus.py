@@ -64,11 +64,8 @@ def scanner_version(executable: str) -> str:
         )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown version"
-    return (
-        (done.stdout or done.stderr).strip().splitlines()[0]
-        if (done.stdout or done.stderr)
-        else ("unknown version")
-    )
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0] if lines else "unknown version"
 
 
 def scan(

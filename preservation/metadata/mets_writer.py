@@ -58,6 +58,7 @@ from preservation.metadata.namespaces import (
     xlink,
     xsi,
 )
+from preservation.metadata.xmlsafe import xml_text_problem
 from preservation.model import Agent, Event, FileEntry, Record
 from preservation.paths import path_problem
 
@@ -230,7 +231,6 @@ class _Out:
 
 @dataclass(slots=True)
 class _Derived:
-    file_id: str
     uuid: str
     name: str
     role: str
@@ -260,7 +260,7 @@ def _scan(pkg: MetsPackage) -> _Scan:
     previous: str | None = None
     for entry in pkg.files():
         scan.count += 1
-        problem = path_problem(entry.path) or checked_problem(entry.path)
+        problem = path_problem(entry.path) or xml_text_problem(entry.path)
         if problem:
             scan.problem(f"file {entry.path!r}: path {problem}")
         if entry.role not in ROLES:
@@ -273,7 +273,7 @@ def _scan(pkg: MetsPackage) -> _Scan:
             scan.linked[wanted[entry.path]] = entry.uuid
         if entry.derived_from:
             scan.derived.setdefault(entry.derived_from, []).append(
-                _Derived(file_id(entry.uuid), entry.uuid, _basename(entry.path), entry.role)
+                _Derived(entry.uuid, _basename(entry.path), entry.role)
             )
     for record in pkg.records:
         for path in record.files:
@@ -290,14 +290,6 @@ def _scan(pkg: MetsPackage) -> _Scan:
         scan.covered.add(uuid)
         pending.extend(d.uuid for d in scan.derived.get(uuid, ()))
     return scan
-
-
-def checked_problem(value: str) -> str | None:
-    try:
-        checked(value, "")
-    except MetsBuildError as e:
-        return str(e.fields.get("reason", e)).strip()
-    return None
 
 
 # ----------------------------------------------------------------------------- writer
@@ -320,7 +312,7 @@ class _Writer:
             raise MetsBuildError(reason=reason, problems=scan.problems)
         self.scan = scan
         root_attrib = {
-            "OBJID": f"urn:uuid:{pkg.aip_id}",
+            "OBJID": checked(f"urn:uuid:{pkg.aip_id}", "AIP identifier"),
             "LABEL": checked(pkg.label, "package label"),
             "TYPE": checked(pkg.type, "package type"),
             "PROFILE": PROFILE,
@@ -457,7 +449,7 @@ class _Writer:
         out.close()
 
     def _tag_file(self, out: _Out, tag: TagFile) -> None:
-        problem = path_problem(tag.path) or checked_problem(tag.path)
+        problem = path_problem(tag.path) or xml_text_problem(tag.path)
         if problem:
             raise MetsBuildError(reason=f"tag file {tag.path!r}: path {problem}")
         attrs = {"ID": xml_id("tag", tag.path)}
@@ -565,7 +557,7 @@ class _Writer:
             if d.uuid in seen:
                 continue
             with out.element(mets("div"), {"TYPE": d.role, "LABEL": d.name}):
-                out.leaf(mets("fptr"), {"FILEID": d.file_id})
+                out.leaf(mets("fptr"), {"FILEID": file_id(d.uuid)})
                 self._derivatives(out, d.uuid, seen | {d.uuid})
 
     def _unassigned(self, out: _Out) -> None:

@@ -11,7 +11,8 @@ Contract (checked by ``tests/storage/test_contract.py`` against every backend):
 - ``open(key)`` is a context manager yielding a readable binary stream (streamed,
   never slurped). A missing key raises ObjectNotFound (STO001).
 - ``head(key)`` gives size and any checksum the store keeps; ObjectNotFound if absent.
-- ``list(prefix)`` yields ObjectInfo lazily, page by page, in key order.
+- ``list(prefix)`` yields ObjectInfo lazily, page by page (sorted by key where the
+  backend lists that way; SeaweedFS lists folder by folder).
 - ``delete(key)`` removes one object; deleting a missing key raises ObjectNotFound.
 - ``move(src, dst)`` renames one object (atomic on local stores; copy + delete on S3).
 - ``capabilities()`` reports versioning, object lock, storage class, encryption.

@@ -35,8 +35,6 @@ def contradictions(settings: LocalStoreSettings | S3StoreSettings, caps: Capabil
                 f"{wanted} is configured but bucket {settings.bucket!r} has versioning off"
                 " (Object Lock needs versioning)"
             )
-    if settings.sse and caps.encryption is None:
-        problems.append(f"sse = {settings.sse!r} is configured but the store reports no encryption")
     return problems
 
 

@@ -521,7 +521,10 @@ class S3Store(Store):
 
     @property
     def verify_mode(self) -> Literal["server", "readback"]:
-        """How writes are verified: by the server's checksum check or by reading back."""
+        """How writes are verified: by the server's checksum check or by reading back.
+
+        With ``verify_mode="auto"`` this is found out on first use (one multipart
+        upload with a deliberately wrong part checksum, then aborted)."""
         return "server" if self._uses_server_checksum() else "readback"
 
     def _uses_server_checksum(self) -> bool:
@@ -562,18 +565,27 @@ class S3Store(Store):
             self._abort(key, full, upload_id)
         return False
 
-    def _hash_object(self, key: str, full: str, version: str | None) -> str:
+    def _hash_object(
+        self, key: str, full: str, version: str | None, etag: str | None
+    ) -> str | None:
+        """The sha256 of what is stored, or None when another writer has replaced the
+        object meanwhile (its ETag no longer matches the one our write got)."""
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": full}
         if version and version != "null":
             args["VersionId"] = version
+        elif etag:
+            args["IfMatch"] = etag
 
-        def attempt() -> str:
+        def attempt() -> str | None:
             try:
                 body = self.client.get_object(**args)["Body"]
             except _VENDOR_ERRORS as e:
-                raise translate_error(
+                err = translate_error(
                     e, store=self.name, bucket=self.bucket, key=key, op="get_object"
-                ) from e
+                )
+                if isinstance(err, ObjectExists):  # 412: If-Match failed
+                    return None
+                raise err from e
             h = hashlib.sha256()
             with io.BufferedReader(_BodyReader(body, self.name, key), BLOCK_SIZE) as r:
                 while block := r.read(BLOCK_SIZE):
@@ -583,12 +595,22 @@ class S3Store(Store):
         return self._retry(attempt, f"read back {key}")
 
     def _after_write(
-        self, key: str, full: str, found: Mapping[str, str], version: str | None
+        self,
+        key: str,
+        full: str,
+        found: Mapping[str, str],
+        version: str | None,
+        etag: str | None,
     ) -> None:
         """Read back when the server does not check checksums itself."""
         if self._uses_server_checksum():
             return
-        got = self._hash_object(key, full, version)
+        got = self._hash_object(key, full, version, etag)
+        if got is None:
+            # Replaced by a concurrent overwrite: ours is gone, the newer one is not
+            # ours to judge (and must not be discarded).
+            log.warning("%s: %s was overwritten while being read back", self.name, key)
+            return
         if got != found["sha256"]:
             raise DigestMismatch(
                 path=f"{self.name}:{key} (read back)",
@@ -698,7 +720,7 @@ class S3Store(Store):
         resp = self._call("put_object", key, **args)
         version = resp.get("VersionId")
         try:
-            self._after_write(key, full, found, version)
+            self._after_write(key, full, found, version, resp.get("ETag"))
         except BaseException:
             self._discard(key, full, version)
             raise
@@ -809,7 +831,7 @@ class S3Store(Store):
                 self._ensure_retention(key, full, version, write_args)
             if "sha256" not in known:
                 self._tag_digests(key, full, found, version)
-            self._after_write(key, full, found, version)
+            self._after_write(key, full, found, version, resp.get("ETag"))
         except BaseException:
             if completed:
                 self._discard(key, full, version)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +48,7 @@ HEADER = (
 )
 
 
-def row(dataset: str, op: str, ours: Measure, peer: Measure | None, files: int,
-        nbytes: int) -> str:
+def row(dataset: str, op: str, ours: Measure, peer: Measure | None, files: int, nbytes: int) -> str:
     ratio = f"{ours.wall / peer.wall:6.2f}" if peer else "     -"
     peer_s = f"{peer.wall:8.2f}" if peer else "       -"
     peer_rss = f"{peer.peak_rss_mb:11.0f}" if peer else "          -"

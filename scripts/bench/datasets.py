@@ -13,10 +13,30 @@ import random
 from pathlib import Path
 
 SHEET_COLUMNS = [
-    "档号", "全宗号", "年度", "保管期限", "机构或问题", "件号", "题名", "责任者",
-    "日期", "文件编号", "密级", "保密期限", "页数", "开放状态", "备注",
+    "档号",
+    "全宗号",
+    "年度",
+    "保管期限",
+    "机构或问题",
+    "件号",
+    "题名",
+    "责任者",
+    "日期",
+    "文件编号",
+    "密级",
+    "保密期限",
+    "页数",
+    "开放状态",
+    "备注",
 ]
-TITLES = ["关于城市规划的请示", "年度工作总结", "会议纪要", "财务报告", "人事任免通知", "档案移交清单"]
+TITLES = [
+    "关于城市规划的请示",
+    "年度工作总结",
+    "会议纪要",
+    "财务报告",
+    "人事任免通知",
+    "档案移交清单",
+]
 CREATORS = ["市规划局", "市档案局", "市财政局", "市人民政府办公室"]
 
 
@@ -45,17 +65,31 @@ def make_scans(
                 img = Image.frombytes("L", size, rng.randbytes(size[0] * size[1]))
                 img.save(transfer / f"{code}-{page:04d}.tif", dpi=(300, 300))
             month = rng.randint(1, 12)
-            w.writerow([
-                code, fonds, str(year), "永久", "BGS", f"{item:04d}",
-                f"{rng.choice(TITLES)}（{item}）", rng.choice(CREATORS),
-                f"{year}{month:02d}{rng.randint(1, 28):02d}", f"办〔{year}〕{item}号",
-                "非密", "", str(pages_per_item), "开放", "",
-            ])
+            w.writerow(
+                [
+                    code,
+                    fonds,
+                    str(year),
+                    "永久",
+                    "BGS",
+                    f"{item:04d}",
+                    f"{rng.choice(TITLES)}（{item}）",
+                    rng.choice(CREATORS),
+                    f"{year}{month:02d}{rng.randint(1, 28):02d}",
+                    f"办〔{year}〕{item}号",
+                    "非密",
+                    "",
+                    str(pages_per_item),
+                    "开放",
+                    "",
+                ]
+            )
     return transfer, sheet
 
 
-def make_files(root: Path, count: int, min_size: int, max_size: int, seed: int = 2,
-               fanout: int = 100) -> Path:
+def make_files(
+    root: Path, count: int, min_size: int, max_size: int, seed: int = 2, fanout: int = 100
+) -> Path:
     """``count`` files of random bytes in nested folders (``fanout`` files per folder)."""
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import HEADER, measure, row, tree_stats  # noqa: E402
-from datasets import make_files, make_scans  # noqa: E402
+from common import HEADER, measure, row, tree_stats
+from datasets import make_files, make_scans
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -73,12 +73,15 @@ def main() -> None:
             ours = measure(cmd)
             peer_copy = base / f"peer-{kind}"
             shutil.copytree(data, peer_copy)
-            peer = measure([
-                sys.executable, "-c",
-                "import sys, bagit; bagit.make_bag(sys.argv[1], checksums=['sha256','sha512'],"
-                " processes=2)",
-                str(peer_copy),
-            ])
+            peer = measure(
+                [
+                    sys.executable,
+                    "-c",
+                    "import sys, bagit; bagit.make_bag(sys.argv[1], checksums=['sha256','sha512'],"
+                    " processes=2)",
+                    str(peer_copy),
+                ]
+            )
             print(row(kind, "ingest vs make_bag", ours, peer, files, nbytes), flush=True)
             shutil.rmtree(peer_copy)
             shutil.rmtree(repo)

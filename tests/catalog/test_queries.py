@@ -296,8 +296,11 @@ def test_record_ingest_writes_everything_in_one_transaction(catalog: Catalog) ->
         None,
     ]
     copies = {c["store"]: c for c in summary["copies"]}
-    assert copies["primary"]["state"] == "stored" and copies["offsite"]["state"] == "pending"
-    assert copies["primary"]["fixity"] == {"unverified": 6}
+    # The primary copy was verified end to end while it was written.
+    assert copies["primary"]["state"] == "verified" and copies["offsite"]["state"] == "pending"
+    assert copies["primary"]["fixity"] == {"pass": 6}
+    assert copies["primary"]["verified_at"] is not None
+    assert copies["offsite"]["fixity"] == {"unverified": 6}
     assert [e["type"] for e in summary["events"]] == [
         "ingestion start",
         "message digest calculation",

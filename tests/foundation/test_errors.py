@@ -18,4 +18,6 @@ def test_template_and_transient() -> None:
     assert str(e) == "primary: no object a/b"
     assert e.to_dict()["code"] == "STO001"
     assert errors.StoreUnavailable(store="s", reason="x").transient
-    assert not errors.DigestMismatch(path="p", algorithm="sha256", expected="a", found="b").transient
+    assert not errors.DigestMismatch(
+        path="p", algorithm="sha256", expected="a", found="b"
+    ).transient

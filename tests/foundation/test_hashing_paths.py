@@ -49,8 +49,19 @@ def test_verify_digests() -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["../x", "a/../b", "/abs", "a\\b", "a//b", "./a", "", "a/\x01", "~home", "C:/x",
-     unicodedata.normalize("NFD", "café")],
+    [
+        "../x",
+        "a/../b",
+        "/abs",
+        "a\\b",
+        "a//b",
+        "./a",
+        "",
+        "a/\x01",
+        "~home",
+        "C:/x",
+        unicodedata.normalize("NFD", "café"),
+    ],
 )
 def test_bad_keys(key: str) -> None:
     with pytest.raises(InvalidKey):
@@ -69,8 +80,13 @@ def test_safe_relpath_normalises_nfc() -> None:
         safe_relpath("../etc/passwd")
 
 
-@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")),
-                        min_size=1, max_size=12), min_size=1, max_size=4))
+@given(
+    st.lists(
+        st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=12),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_validate_key_never_accepts_dot_segments(parts: list[str]) -> None:
     key = "/".join(parts)
     try:

@@ -512,7 +512,9 @@ def test_throughput_on_5000_small_files(tmp_path: Path) -> None:
     paths = []
     for i in range(5000):
         ext, data = kinds[i % len(kinds)]
-        paths.append(write(tmp_path, f"f{i:05d}.{ext}", data))
+        path = tmp_path / f"f{i:05d}.{ext}"
+        path.write_bytes(data)
+        paths.append(path)
     identify_files(paths[:5], workers=1)  # load the signature file once
     t0 = time.perf_counter()
     infos = identify_files(paths, workers=2)
@@ -520,4 +522,28 @@ def test_throughput_on_5000_small_files(tmp_path: Path) -> None:
     print(f"\nSiegfried via pygfried: {rate:.0f} files/s on {len(paths)} small files")
     assert len(infos) == 5000
     assert all(i.puid is not None for i in infos.values())
-    assert rate >= 1000, f"{rate:.0f} files/s"
+    # Measured 3,300-4,300 files/s on the 2-core machine while other work ran; the
+    # floor leaves room for a busy CI host.
+    assert rate >= 800, f"{rate:.0f} files/s"
+
+
+def test_a_failing_batch_is_retried_file_by_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pygfried
+
+    real = identify._get_scanner()
+
+    class Flaky:
+        def identify_many(self, paths: list[str], *, workers: int = 1) -> object:
+            if any(p.endswith("poison.png") for p in paths):
+                raise pygfried.GoError("simulated Siegfried failure")
+            return real.identify_many(paths, workers=workers)
+
+    monkeypatch.setattr(identify, "_get_scanner", lambda: Flaky())
+    good = [write(tmp_path, f"{i}.png", image_bytes("PNG")) for i in range(3)]
+    poison = write(tmp_path, "poison.png", image_bytes("PNG"))
+    infos = identify_files([*good, poison], workers=2)
+    assert [infos[p].puid for p in good] == ["fmt/11"] * 3
+    assert infos[poison].puid is None
+    assert "identification failed" in str(infos[poison].warning)

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import bagit
@@ -23,6 +24,7 @@ from preservation.metadata.mets_reader import read_mets
 from preservation.metadata.xsd import validate_mets
 from preservation.repository import Repository, init_repository
 from tests.support import transfers as tr
+from tests.support.seaweedfs import SeaweedFS
 
 
 @pytest.fixture
@@ -76,9 +78,7 @@ def kinds(tmp_path: Path, kind: str, with_sheet: bool) -> tuple[Path, Path | Non
 
 @pytest.mark.parametrize("with_sheet", [True, False], ids=["sheet", "no-sheet"])
 @pytest.mark.parametrize("kind", ["folder", "zip", "tar.gz", "tar.zst", "bag"])
-def test_ingest_each_kind(
-    repo: Repository, tmp_path: Path, kind: str, with_sheet: bool
-) -> None:
+def test_ingest_each_kind(repo: Repository, tmp_path: Path, kind: str, with_sheet: bool) -> None:
     source, sheet = kinds(tmp_path, kind, with_sheet)
     receipt = ingest(repo, source, sheet=sheet, submitter="tester")
     assert receipt.files == 6
@@ -90,8 +90,14 @@ def test_ingest_each_kind(
     assert len(mets.files) == 6
     assert all(f.format and f.format.puid == "fmt/353" for f in mets.files)  # TIFF
     event_types = {e.type for e in mets.events}
-    assert {"ingestion start", "ingestion end", "message digest calculation",
-            "format identification", "validation", "virus check"} <= event_types
+    assert {
+        "ingestion start",
+        "ingestion end",
+        "message digest calculation",
+        "format identification",
+        "validation",
+        "virus check",
+    } <= event_types
     if kind == "bag":
         assert "fixity check" in event_types
         assert (out / "metadata" / "submission").is_dir()
@@ -176,7 +182,9 @@ def test_unsafe_archive_refused_names_member(repo: Repository, tmp_path: Path) -
 # --------------------------------------------------------------------------- kills
 
 
-def cli(repo: Repository, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    repo: Repository, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PRESERVATION_")}
     full_env.update(env or {})
     return subprocess.run(
@@ -204,8 +212,14 @@ def test_kill_during_ingest_leaves_nothing_and_rerun_succeeds(
     repo: Repository, tmp_path: Path, point: str
 ) -> None:
     folder, sheet, _ = tr.make_scanned_transfer(tmp_path / "in", items=4, pages=3)
-    killed = cli(repo, "ingest", str(folder), "--metadata", str(sheet),
-                 env={"PRESERVATION_FAULT_KILL_AT": point})
+    killed = cli(
+        repo,
+        "ingest",
+        str(folder),
+        "--metadata",
+        str(sheet),
+        env={"PRESERVATION_FAULT_KILL_AT": point},
+    )
     assert killed.returncode == -9, killed.stderr
     with repo.catalog.session() as s:
         assert s.query(Aip).count() == (1 if point == "ingest:after-commit" else 0)
@@ -238,7 +252,9 @@ def test_kill_during_ingest_leaves_nothing_and_rerun_succeeds(
 
 def test_cleanup_command(repo: Repository, tmp_path: Path) -> None:
     folder = tr.make_folder_transfer(tmp_path / "in")
-    killed = cli(repo, "ingest", str(folder), env={"PRESERVATION_FAULT_KILL_AT": "ingest:mid-finalise"})
+    killed = cli(
+        repo, "ingest", str(folder), env={"PRESERVATION_FAULT_KILL_AT": "ingest:mid-finalise"}
+    )
     assert killed.returncode == -9
     assert store_keys(repo)  # leftovers until the next run
     done = cli(repo, "ingest", "--cleanup")
@@ -246,3 +262,69 @@ def test_cleanup_command(repo: Repository, tmp_path: Path) -> None:
     cleaned = json.loads(done.stdout)
     assert len(cleaned) == 1 and cleaned[0]["objects_removed"] > 0
     assert store_keys(repo) == []
+
+
+# --------------------------------------------------------------------------- S3 primary
+
+
+@pytest.fixture
+def s3_repo(tmp_path: Path, seaweedfs: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> Repository:
+    from preservation import config as cfg
+    from preservation.repository import upgrade_catalog
+
+    server = seaweedfs
+    bucket = server.make_bucket(f"primary-{uuid.uuid4().hex[:16]}")
+    monkeypatch.setenv("TEST_S3_ACCESS", server.access_key)
+    monkeypatch.setenv("TEST_S3_SECRET", server.secret_key)
+    root = tmp_path / "s3repo"
+    root.mkdir()
+    (root / cfg.CONFIG_NAME).write_text(
+        f"""
+[repository]
+organization = "Test Archive"
+
+[stores.primary]
+type = "s3"
+bucket = "{bucket}"
+prefix = "aips"
+endpoint_url = "{server.endpoint_url}"
+region = "us-east-1"
+addressing_style = "path"
+site = "site-a"
+role = "primary"
+access_key_env = "TEST_S3_ACCESS"
+secret_key_env = "TEST_S3_SECRET"
+
+[stores.offsite]
+type = "local"
+path = "stores/offsite"
+site = "site-b"
+""",
+        encoding="utf-8",
+    )
+    repo = Repository(cfg.load(root))
+    upgrade_catalog(repo)
+    return repo
+
+
+@pytest.mark.seaweedfs
+@pytest.mark.parametrize("kind", ["folder", "zip", "bag"])
+def test_ingest_into_s3_primary(s3_repo: Repository, tmp_path: Path, kind: str) -> None:
+    source, sheet = kinds(tmp_path, kind, with_sheet=True)
+    receipt = ingest(s3_repo, source, sheet=sheet)
+    out = check_aip(s3_repo, receipt, tmp_path)
+    assert len(list((out / "data").rglob("*.tif"))) == 6
+    keys = store_keys(s3_repo)
+    assert keys and all(k.startswith(f"{receipt.aip}/v1/") for k in keys)
+    head = s3_repo.primary.head(f"{receipt.aip}/v1/metadata/mets.xml")
+    assert head.sha256  # the S3 store keeps the full-object sha256
+
+
+@pytest.mark.seaweedfs
+def test_s3_refused_ingest_leaves_nothing(s3_repo: Repository, tmp_path: Path) -> None:
+    folder, _, rows = tr.make_scanned_transfer(tmp_path / "in")
+    rows.append(tr.sheet_row(4))
+    sheet = tr.write_csv_sheet(tmp_path / "bad.csv", rows)
+    with pytest.raises(IngestRefused):
+        ingest(s3_repo, folder, sheet=sheet)
+    assert_nothing_visible(s3_repo)

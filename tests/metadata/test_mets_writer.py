@@ -410,3 +410,41 @@ def test_all_problems_reported_together(tmp_path: Path) -> None:
 def test_href_encoding() -> None:
     assert href("data/a b/%/档.pdf") == "data/a%20b/%25/%E6%A1%A3.pdf"
     assert href("data/c:d#e?f") == "data/c%3Ad%23e%3Ff"
+
+
+def test_derivation_chain_nests_and_orphan_volume_gets_a_div(tmp_path: Path) -> None:
+    a = FileEntry("a.tif", 1, digests("a"))
+    b = FileEntry("a.jp2", 1, digests("b"), role="migrated", derived_from=a.uuid)
+    c = FileEntry("a.jpg", 1, digests("c"), role="access", derived_from=b.uuid)
+    records = [
+        Record(2, {"fonds": "F", "year": "2020", "volume": "0009", "item_number": "2"}, ["a.tif"]),
+        Record(3, {"fonds": "F", "year": "2020", "volume": "0009", "item_number": "10"}, []),
+    ]
+    pkg = dataclasses.replace(
+        chinese_package(), files=lambda: iter([a, b, c]), records=records, rights=None
+    )
+    _, root = _write(tmp_path, pkg)
+    logical = root.find("mets:structMap[@TYPE='logical']/mets:div", NS)
+    assert logical.get("ADMID") is None
+    assert logical.find("mets:div[@TYPE='unassigned']", NS) is None
+    volume = logical.find("mets:div/mets:div/mets:div", NS)
+    assert (volume.get("TYPE"), volume.get("LABEL"), volume.get("DMDID")) == (
+        "volume",
+        "0009",
+        None,
+    )
+    items = volume.findall("mets:div", NS)
+    assert [i.get("ORDER") for i in items] == ["2", "10"]  # natural order of 件号
+    doc = items[0].find("mets:div", NS)
+    assert _div_tree(doc) == (
+        "document",
+        "a.tif",
+        [file_id(a.uuid)],
+        [("migrated", "a.jp2", [file_id(b.uuid)], [("access", "a.jpg", [file_id(c.uuid)], [])])],
+    )
+    assert [g.get("USE") for g in root.iterfind("mets:fileSec/mets:fileGrp", NS)] == [
+        "original",
+        "migrated",
+        "access",
+        "metadata",
+    ]

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from preservation.config import Config, parse_settings
+from preservation.config import Config, LocalStoreSettings, S3StoreSettings, parse_settings
 from preservation.errors import ConfigError
-from preservation.storage.check import check_stores
+from preservation.storage.base import Capabilities
+from preservation.storage.check import check_stores, contradictions
 from preservation.storage.local import LocalStore
 from preservation.storage.registry import open_store, open_stores
 from preservation.storage.s3 import S3Store
@@ -140,3 +141,30 @@ def test_missing_bucket_is_reported(
     assert not result.reachable
     assert "no-such-bucket-here" in result.problems[0]
     assert "does not exist" in result.problems[0]
+
+
+@pytest.mark.parametrize(
+    ("object_lock", "versioning", "expected"),
+    [
+        (None, None, "could not be read"),
+        (False, False, "does not have Object Lock"),
+        (True, False, "versioning off"),
+        (True, True, None),
+    ],
+)
+def test_contradictions_table(
+    object_lock: bool | None, versioning: bool | None, expected: str | None
+) -> None:
+    settings = S3StoreSettings(
+        type="s3", site="s", bucket="bkt", object_lock_mode="GOVERNANCE", object_lock_days=7
+    )
+    caps = Capabilities(kind="s3", object_lock=object_lock, versioning=versioning)
+    problems = contradictions(settings, caps)
+    if expected is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and expected in problems[0]
+    plain = S3StoreSettings(type="s3", site="s", bucket="bkt")
+    assert contradictions(plain, caps) == []
+    local = LocalStoreSettings(type="local", site="s", path=Path("x"))
+    assert contradictions(local, Capabilities(kind="local")) == []

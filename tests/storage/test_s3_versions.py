@@ -7,12 +7,13 @@ from __future__ import annotations
 import io
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from preservation.errors import RetentionLocked
 from preservation.storage.s3 import S3Store
-from tests.storage.conftest import Backend
+from tests.storage.conftest import ACCESS_ENV, SECRET_ENV, Backend, S3Endpoint
 from tests.storage.streams import pattern
 
 MiB = 1024 * 1024
@@ -86,3 +87,23 @@ def test_delete_on_a_versioned_bucket_removes_every_version(s3_backend: Backend)
     store.move("doc-other", "renamed")
     assert versions(store, "doc-other") == []
     assert store.capabilities().versioning is True
+
+
+def test_storage_class_and_encryption_headers_are_sent(
+    moto_endpoint: S3Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto only: SeaweedFS answers SSE requests with 500 unless a KEK is configured."""
+    monkeypatch.setenv(ACCESS_ENV, moto_endpoint.access_key)
+    monkeypatch.setenv(SECRET_ENV, moto_endpoint.secret_key)
+    store = Backend("moto", tmp_path, moto_endpoint).store(
+        sse="AES256", storage_class="STANDARD_IA"
+    )
+    assert isinstance(store, S3Store)
+    store.put("enc", io.BytesIO(b"secret"))
+    raw = store.client.head_object(Bucket=store.bucket, Key=f"{store.prefix}/enc")
+    assert raw["ServerSideEncryption"] == "AES256"
+    assert raw["StorageClass"] == "STANDARD_IA"
+    assert store.head("enc").storage_class == "STANDARD_IA"
+    caps = store.capabilities()
+    assert (caps.encryption, caps.storage_class) == ("AES256", "STANDARD_IA")
+    store.delete("enc")

@@ -1,0 +1,142 @@
+"""Post-ingest PREMIS events: into the catalogue's hash chain and onto the stores.
+
+Ingest-time events live in each AIP version's METS. Everything that happens later
+(replication, fixity checks, repairs, migrations, metadata changes, deletions) is
+appended to the catalogue's tamper-evident chain *and* written as one small immutable
+JSON object per event beside the AIP on the stores that hold it:
+
+    <aip-uuid>/events/<YYYYMMDDTHHMMSSffffffZ>-<event-uuid>.json
+
+so that the stores alone can rebuild the catalogue. The object carries the event,
+its AIP/version/store, and the chain hashes as they were when it was appended.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from preservation.errors import PreservationError
+from preservation.model import Agent, Event
+from preservation.paths import join_key
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from preservation.repository import Repository
+    from preservation.storage.base import Store
+
+log = logging.getLogger(__name__)
+
+EVENTS_DIR = "events"
+
+
+def event_key(aip_id: str, event: Event) -> str:
+    stamp = event.datetime.strftime("%Y%m%dT%H%M%S%fZ")
+    return join_key(aip_id, EVENTS_DIR, f"{stamp}-{event.identifier}.json")
+
+
+def event_document(
+    event: Event,
+    *,
+    aip_id: str,
+    version: int | None,
+    store_name: str | None,
+    prev_hash: str,
+    hash: str,
+) -> bytes:
+    doc: dict[str, Any] = {
+        "event": event.to_dict(),
+        "aip": aip_id,
+        "version": version,
+        "store": store_name,
+        "prev_hash": prev_hash,
+        "hash": hash,
+    }
+    return json.dumps(doc, ensure_ascii=False, sort_keys=True, indent=1).encode("utf-8")
+
+
+def append(
+    session: Session,
+    event: Event,
+    *,
+    aip_id: str | None,
+    version_id: int | None = None,
+    version: int | None = None,
+    store_name: str | None = None,
+    agents: Sequence[Agent] = (),
+) -> bytes | None:
+    """Append to the catalogue chain inside the caller's transaction.
+
+    Returns the JSON document to write to the stores once the transaction has
+    committed (None for events not tied to an AIP).
+    """
+    from preservation.catalog.events import append_event, upsert_agent
+
+    for agent in agents:
+        upsert_agent(session, agent)
+    row = append_event(session, event, aip_id=aip_id, version_id=version_id, store_name=store_name)
+    if aip_id is None:
+        return None
+    return event_document(
+        event,
+        aip_id=aip_id,
+        version=version,
+        store_name=store_name,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+def publish(stores: Iterable[Store], aip_id: str, event: Event, document: bytes) -> list[str]:
+    """Write the event document to each store; returns the stores that failed.
+
+    A store that cannot take the document now does not undo the event (the catalogue
+    has it); the failure is logged and returned so that the caller can report it.
+    """
+    failed: list[str] = []
+    key = event_key(aip_id, event)
+    for store in stores:
+        try:
+            store.put(key, io.BytesIO(document), size=len(document), overwrite=True)
+        except PreservationError as e:
+            log.warning("event %s not written to %s: %s", event.identifier, store.name, e)
+            failed.append(store.name)
+    return failed
+
+
+def record(
+    repo: Repository,
+    event: Event,
+    *,
+    aip_id: str,
+    version_id: int | None = None,
+    version: int | None = None,
+    store_name: str | None = None,
+    agents: Sequence[Agent] = (),
+    publish_to: Sequence[str] | None = None,
+) -> list[str]:
+    """Append an event (own transaction) and publish it to the stores holding the AIP.
+
+    ``publish_to`` names the stores; by default every configured store that has a
+    copy of the AIP in the catalogue. Returns the stores the document failed to reach.
+    """
+    from preservation.catalog.queries import stores_with_copies
+
+    with repo.catalog.session() as s:
+        doc = append(
+            s,
+            event,
+            aip_id=aip_id,
+            version_id=version_id,
+            version=version,
+            store_name=store_name,
+            agents=agents,
+        )
+        names = list(publish_to) if publish_to is not None else stores_with_copies(s, aip_id)
+    assert doc is not None
+    configured = set(repo.config.settings.stores)
+    return publish([repo.store(n) for n in names if n in configured], aip_id, event, doc)
