@@ -180,6 +180,196 @@ class LoggingSettings(_Strict):
     format: Literal["text", "json"] = "text"
 
 
+def _check_duration(value: str | None, what: str) -> str | None:
+    if value is None:
+        return value
+    from preservation.audit.budget import parse_duration
+    from preservation.errors import UsageError
+
+    try:
+        parse_duration(value)
+    except UsageError as e:
+        raise ValueError(f"{what}: {e.message}") from e
+    return value
+
+
+class AuditSettings(_Strict):
+    """``[audit]``: fixity audits, the Parquet audit log and the repair policy."""
+
+    algorithm: str = "sha256"  # the audit digest; --all-digests adds every manifest's
+    workers: Annotated[int, Field(ge=1, le=256)] = 4
+    batch_size: Annotated[int, Field(ge=1, le=100_000)] = 1000  # checks per commit
+    budget: str = "auto"  # budget of scheduled runs (see preservation.audit.budget)
+    sample_fraction: Annotated[float, Field(gt=0, le=1)] = 0.05
+    log_dir: Path = Path("audit-log")
+    log_store: str | None = None  # also write each Parquet file to this store
+    log_prefix: str = "audit-log"
+    auto_repair: bool = False
+    lease_seconds: Annotated[int, Field(ge=5, le=86_400)] = 600
+
+    @field_validator("algorithm")
+    @classmethod
+    def _algorithm(cls, v: str) -> str:
+        from preservation.hashing import SUPPORTED
+
+        v = v.lower()
+        if v not in SUPPORTED:
+            raise ValueError(f"unsupported digest algorithm {v!r}")
+        return v
+
+    @field_validator("budget")
+    @classmethod
+    def _budget(cls, v: str) -> str:
+        from preservation.audit.budget import parse_budget
+        from preservation.errors import UsageError
+
+        try:
+            parse_budget(v)
+        except UsageError as e:
+            raise ValueError(e.message) from e
+        return v
+
+    @field_validator("log_prefix")
+    @classmethod
+    def _log_prefix(cls, v: str) -> str:
+        v = v.strip("/")
+        if not v:
+            raise ValueError("must not be empty")
+        return v
+
+
+class AlertSettings(_Strict):
+    """``[alerts]``: a log line always; a webhook (JSON POST) and e-mail when set."""
+
+    webhook_url: str | None = None
+    webhook_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    webhook_token_env: str | None = None  # sent as 'Authorization: Bearer <token>'
+    smtp_host: str | None = None
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 25
+    smtp_security: Literal["none", "starttls", "ssl"] = "none"
+    smtp_timeout: Annotated[float, Field(gt=0, le=300)] = 30.0
+    smtp_user_env: str | None = None
+    smtp_password_env: str | None = None
+    mail_from: str = "preservation@localhost"
+    mail_to: tuple[str, ...] = ()
+    repeat_after: str | None = None  # re-send an unchanged situation after this long
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        u = urlparse(v)
+        if u.scheme not in ("http", "https") or not u.netloc:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return v
+
+    @field_validator("repeat_after")
+    @classmethod
+    def _repeat(cls, v: str | None) -> str | None:
+        return _check_duration(v, "repeat_after")
+
+    @model_validator(mode="after")
+    def _mail(self) -> AlertSettings:
+        if self.smtp_host and not self.mail_to:
+            raise ValueError("smtp_host is set but mail_to lists no recipient")
+        return self
+
+
+class JobSchedule(_Strict):
+    """When one scheduler job runs: a crontab line or an interval (not both)."""
+
+    enabled: bool = True
+    cron: str | None = None  # five fields: minute hour day month day-of-week
+    interval: str | None = None  # e.g. "1h", "30m", "2s"
+    function: str | None = None  # 'module:function' for job slots (called with the repo)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, v: str | None) -> str | None:
+        return _check_duration(v, "interval")
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None and len(v.split()) != 5:
+            raise ValueError("a crontab line has five fields: minute hour day month day-of-week")
+        return v
+
+    @field_validator("function")
+    @classmethod
+    def _function(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", v):
+            raise ValueError("must be 'package.module:function'")
+        return v
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> JobSchedule:
+        if (self.cron is None) == (self.interval is None):
+            raise ValueError("give exactly one of cron or interval")
+        return self
+
+
+class SchedulerSettings(_Strict):
+    """``[scheduler]``: APScheduler 3 jobs, their job store in the catalogue database.
+
+    ``audit`` runs once per store (job ``audit:<store>``); ``replication`` is the
+    catch-up of the replication queue; ``jobs`` are slots for jobs of other parts
+    (format-risk check, monthly report, ...), each registered only when its
+    ``function`` can be imported. Entries given here replace the defaults by name.
+    """
+
+    timezone: str = "UTC"
+    threads: Annotated[int, Field(ge=1, le=64)] = 4
+    misfire_grace: str = "1d"  # a run missed by less than this runs once at start-up
+    audit: JobSchedule = JobSchedule(cron="0 2 * * *")
+    replication: JobSchedule = JobSchedule(interval="1h")
+    jobs: dict[str, JobSchedule] = Field(default_factory=dict)
+
+    @field_validator("misfire_grace")
+    @classmethod
+    def _grace(cls, v: str) -> str:
+        checked = _check_duration(v, "misfire_grace")
+        assert checked is not None
+        return checked
+
+    @field_validator("jobs")
+    @classmethod
+    def _job_names(cls, v: dict[str, JobSchedule]) -> dict[str, JobSchedule]:
+        for name in v:
+            if not re.fullmatch(r"[a-z][a-z0-9\-]{0,62}", name) or name in ("audit", "replication"):
+                raise ValueError(f"job name {name!r}: lower-case letters, digits and '-'"
+                                 " (and not 'audit' or 'replication')")
+        return v
+
+
+class ExecutorSettings(_Strict):
+    """``[executor]``: where audit (and replication) work runs.
+
+    ``kind = "threads"`` (default) uses worker threads of this process; ``"dask"``
+    sends work to a Dask distributed scheduler at ``address`` (the optional extra
+    ``preservation[distributed]``). With ``pin_to_site`` each task asks for the Dask
+    worker resource named after the site of the store it reads (start workers with
+    ``--resources site-a=1``), so workers read only stores of their own site.
+    """
+
+    kind: Literal["threads", "dask"] = "threads"
+    address: str | None = None
+    pin_to_site: bool = False
+    window: Annotated[int, Field(ge=1, le=100_000)] | None = None  # tasks in flight
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"kind": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _address(self) -> ExecutorSettings:
+        if self.kind == "dask" and not self.address:
+            raise ValueError("kind = 'dask' needs the scheduler address (address = 'tcp://…')")
+        return self
+
+
 class Settings(_Strict):
     repository: RepositorySettings = RepositorySettings()
     catalog: CatalogSettings = CatalogSettings()
@@ -187,11 +377,12 @@ class Settings(_Strict):
     policy: PolicySettings = PolicySettings()
     ingest: IngestSettings = IngestSettings()
     logging: LoggingSettings = LoggingSettings()
-    # Sections owned by later parts (audit, alerts, scheduler, formats, access) are
-    # free-form tables here until their parts give them a model.
-    audit: dict[str, Any] = Field(default_factory=dict)
-    alerts: dict[str, Any] = Field(default_factory=dict)
-    scheduler: dict[str, Any] = Field(default_factory=dict)
+    audit: AuditSettings = AuditSettings()
+    alerts: AlertSettings = AlertSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+    executor: ExecutorSettings = ExecutorSettings()
+    # Sections owned by later parts (formats, access) are free-form tables here until
+    # their parts give them a model.
     formats: dict[str, Any] = Field(default_factory=dict)
     access: dict[str, Any] = Field(default_factory=dict)
 
@@ -212,6 +403,14 @@ class Settings(_Strict):
             raise ValueError(
                 f"exactly one store must have role = 'primary' (found {len(primaries)})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _audit_log_store(self) -> Settings:
+        name = self.audit.log_store
+        if name is not None and name not in self.stores:
+            known = ", ".join(sorted(self.stores))
+            raise ValueError(f"audit.log_store: no store named {name!r} (configured: {known})")
         return self
 
 

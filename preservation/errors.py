@@ -6,6 +6,7 @@ trouble, throttling); everything else is permanent and is never retried.
 
     PreservationError                         PRS000  exit 1
     ├── UsageError                            USE001  exit 2
+    │   └── NotRepairable                     AUD103
     ├── ConfigError                           CFG001  exit 2
     │   └── RepositoryNotFound                CFG002  exit 2
     ├── InputError                            INP000  exit 3   (bad transfer / bag / sheet)
@@ -23,7 +24,8 @@ trouble, throttling); everything else is permanent and is never retried.
     │   ├── IngestRefused                     ING001
     │   └── DuplicateTransfer                 ING002
     ├── IntegrityError                        FIX000  exit 4
-    │   └── DigestMismatch                    FIX001
+    │   ├── DigestMismatch                    FIX001
+    │   └── NoGoodCopy                        AUD102
     ├── StorageError                          STO000  exit 5
     │   ├── ObjectNotFound                    STO001
     │   ├── ObjectExists                      STO002
@@ -31,12 +33,20 @@ trouble, throttling); everything else is permanent and is never retried.
     │   ├── AccessDenied                      STO004
     │   ├── InvalidKey                        STO005
     │   ├── StorageFull                       STO006
-    │   └── RetentionLocked                   STO007
+    │   ├── RetentionLocked                   STO007
+    │   └── NoSourceCopy                      REP001
     ├── CatalogError                          CAT000  exit 6
     │   ├── CatalogUnavailable (transient)    CAT001
     │   ├── NotInCatalog                      CAT002
     │   ├── CatalogOutdated                   CAT003
     │   └── CatalogConflict                   CAT004
+    ├── DeletionError                         DEL000  exit 8   (two-person deletion rule)
+    │   ├── SameApprover                      DEL001
+    │   ├── DeletionRequestClosed             DEL002
+    │   ├── DeletionAlreadyRequested          DEL003
+    │   ├── AipBusy                           DEL004
+    │   └── AipNotActive                      DEL005
+    ├── JobBusy                               AUD101  exit 9   (a job runs elsewhere)
     └── ToolMissing                           TOOL001 exit 7
 """
 
@@ -78,6 +88,13 @@ class PreservationError(Exception):
 class UsageError(PreservationError):
     code = "USE001"
     exit_status = 2
+
+
+class NotRepairable(UsageError):
+    """An incident that repair from another copy cannot fix (or that is not open)."""
+
+    code = "AUD103"
+    template = "incident {incident}: {reason}"
 
 
 class ConfigError(PreservationError):
@@ -215,6 +232,13 @@ class DigestMismatch(IntegrityError):
     template = "{path}: {algorithm} expected {expected}, found {found}"
 
 
+class NoGoodCopy(IntegrityError):
+    """Repair found no intact copy of a file on any store: the incident is critical."""
+
+    code = "AUD102"
+    template = "{path} of AIP {aip} v{version}: no good copy left on any store ({detail})"
+
+
 class StorageError(PreservationError):
     code = "STO000"
     exit_status = 5
@@ -256,6 +280,13 @@ class RetentionLocked(StorageError):
     template = "{store}: {key} is under object-lock retention until {until}"
 
 
+class NoSourceCopy(StorageError):
+    """Replication found no verified copy on a readable (configured, not cold) store."""
+
+    code = "REP001"
+    template = "AIP {aip} v{version}: no verified copy on a readable store to replicate from"
+
+
 class CatalogError(PreservationError):
     code = "CAT000"
     exit_status = 6
@@ -284,6 +315,49 @@ class CatalogConflict(CatalogError):
 
     code = "CAT004"
     template = "the catalogue refused the change: {reason}"
+
+
+class DeletionError(PreservationError):
+    """The two-person deletion rule refused a step (nothing was deleted)."""
+
+    code = "DEL000"
+    exit_status = 8
+
+
+class SameApprover(DeletionError):
+    code = "DEL001"
+    template = (
+        "deletion request {request} was made by {user}; it must be approved by a different"
+        " person"
+    )
+
+
+class DeletionRequestClosed(DeletionError):
+    code = "DEL002"
+    template = "deletion request {request} is {state}; nothing to approve"
+
+
+class DeletionAlreadyRequested(DeletionError):
+    code = "DEL003"
+    template = "AIP {aip} already has an open deletion request {request} ({state})"
+
+
+class AipBusy(DeletionError):
+    code = "DEL004"
+    template = "AIP {aip} is being replicated right now ({detail}); try again when it finishes"
+
+
+class AipNotActive(DeletionError):
+    code = "DEL005"
+    template = "AIP {aip} is {state}; only an active AIP can be deleted"
+
+
+class JobBusy(PreservationError):
+    """A job (an audit of a store, a scheduled job) already runs in another process."""
+
+    code = "AUD101"
+    exit_status = 9
+    template = "{job} is already running ({holder})"
 
 
 class ToolMissing(PreservationError):

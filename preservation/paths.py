@@ -7,6 +7,7 @@ no backslash, no control character, and no absolute or drive-letter start.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from pathlib import PurePosixPath
 
@@ -16,12 +17,15 @@ MAX_KEY_BYTES = 1024  # S3's limit for a key
 MAX_SEGMENT_BYTES = 255  # common file-system limit for one name
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _problem(path: str) -> str | None:
     if not path:
         return "empty path"
     if "\x00" in path:
         return "contains a NUL byte"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+    if _CONTROL.search(path):
         return "contains a control character"
     if "\\" in path:
         return "contains a backslash"

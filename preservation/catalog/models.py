@@ -399,3 +399,7 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(32))
     token_hash: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# Tables of later migrations, defined in their own modules, join Base.metadata here.
+from preservation.catalog import deletion_models as _deletion_models  # noqa: E402, F401

@@ -1,7 +1,7 @@
 """The command line: click commands only, one module per area; each calls one service
 function. ``main`` is the console script ``preservation``."""
 
-from preservation.cli import aips, ingest, repository
+from preservation.cli import aips, ingest, replication, repository
 from preservation.cli.app import cli, main
 
-__all__ = ["aips", "cli", "ingest", "main", "repository"]
+__all__ = ["aips", "cli", "ingest", "main", "replication", "repository"]

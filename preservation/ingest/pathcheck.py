@@ -27,13 +27,12 @@ from __future__ import annotations
 
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from preservation.config import IngestSettings
 from preservation.ingest.archives import show
 from preservation.ingest.findings import CheckDef, Finding, define
-from preservation.model import FileEntry
 from preservation.paths import MAX_SEGMENT_BYTES, path_problem
 
 UNSAFE = define("PATH-001", "integrity", "File names are safe", "文件名安全", 10)
@@ -273,7 +272,18 @@ def check_paths(
     return findings, excluded
 
 
-def check_duplicates(entries: Iterable[FileEntry], algorithm: str = "sha256") -> list[Finding]:
+class Digested(Protocol):
+    """What the duplicate check reads of a file (a FileEntry has it all)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def digests(self) -> Mapping[str, str]: ...
+
+
+def check_duplicates(entries: Iterable[Digested], algorithm: str = "sha256") -> list[Finding]:
     """Files with the same content (same digest and size); empty files are skipped."""
     groups: dict[tuple[str, int], list[str]] = defaultdict(list)
     for e in entries:

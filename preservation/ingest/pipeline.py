@@ -91,6 +91,14 @@ def staging_prefix(job_id: str) -> str:
     return join_key(STAGING_PREFIX, job_id)
 
 
+def staging_key(job_id: str, bag_path: str) -> str:
+    """Where a staged object waits: the bag body under ``body/``, and ``bagit.txt``
+    apart under ``declaration/``, so that the body can be made final in one move and
+    the declaration after the catalogue commit."""
+    part = "declaration" if bag_path == BAG_DECLARATION else "body"
+    return join_key(staging_prefix(job_id), part, bag_path)
+
+
 def aip_prefix(aip_id: str, version: int) -> str:
     return join_key(aip_id, f"v{version}")
 
@@ -127,6 +135,11 @@ class _Ingest:
         )
         self.spool = EntrySpool(self.work / "entries.jsonl")
         self.staged: list[str] = []  # bag paths staged in the primary store
+        # gathered while streaming, so that no extra pass over the spool is needed
+        self._payload_hash = hashlib.sha256()
+        self._light: list[_Light] = []  # (path, size, sha256) for the duplicate check
+        self._unidentified = 0
+        self._siegfried: str | None = None
         self.transfer: Any = None
 
     def _staging_root(self) -> Path:
@@ -151,7 +164,7 @@ class _Ingest:
         return self.repo.config.primary_store_name
 
     def staging_key(self, bag_path: str) -> str:
-        return join_key(staging_prefix(self.job_id), bag_path)
+        return staging_key(self.job_id, bag_path)
 
     # ------------------------------------------------------------------ 1. receive
     def receive(self) -> None:
@@ -206,7 +219,7 @@ class _Ingest:
             else:
                 key = self.staging_key(f"data/{f.path}")
                 with src.open("rb") as fh:
-                    info = store.put(key, fh, algorithms=self.algorithms, size=f.size)
+                    info = store.put(key, fh, algorithms=self.algorithms, size=f.size, sync=False)
                 digests, size = dict(info.digests), info.size
             self.progress.advance(size)
             return FileEntry(
@@ -241,11 +254,18 @@ class _Ingest:
             for e in entries:
                 e.properties = props.get(e.path, {})
                 self._compare_supplied(e)
+                self._payload_hash.update(f"{e.path}\t{e.digests['sha256']}\n".encode())
+                self._light.append(_Light(e.path, e.size, {"sha256": e.digests["sha256"]}))
+                if e.format is None or e.format.puid is None:
+                    self._unidentified += 1
+                elif self._siegfried is None:
+                    self._siegfried = e.format.tool_version
                 self.spool.append(e)
         self.progress.done()
         self._supplied_coverage(supplied)
         self.findings.extend(usability_summary(e.properties for e in self.spool))
-        self.findings.extend(check_duplicates(self.spool))
+        self.findings.extend(check_duplicates(self._light))
+        self._light.clear()
         self._format_findings()
         self.event(
             "message digest calculation",
@@ -300,14 +320,12 @@ class _Ingest:
         from preservation.ingest.identify import check_formats, load_accepted_formats
 
         accepted = load_accepted_formats()
-        fmt_findings = check_formats(self.spool, accepted)
-        self.findings.extend(fmt_findings)
-        unknown = sum(1 for e in self.spool if e.format is None or e.format.puid is None)
-        version = next((e.format.tool_version for e in self.spool if e.format), None)
+        self.findings.extend(check_formats(self.spool, accepted))
+        unknown = self._unidentified
         self.event(
             "format identification",
             "success" if unknown == 0 else "warning",
-            f"Siegfried {version or ''} with PRONOM signatures",
+            f"Siegfried {self._siegfried or ''} with PRONOM signatures",
             f"{self.spool.count - unknown} identified, {unknown} unidentified",
         )
 
@@ -338,13 +356,40 @@ class _Ingest:
             finished=utcnow(),
             findings=self.findings,
             blocking_properties=tuple(self.settings.blocking),
+            performed=self.performed_checks(),
+            settings={
+                "digests": list(self.algorithms),
+                "blocking": list(self.settings.blocking),
+                "virus_scanner": self.settings.virus_scanner,
+                "exclude_junk": self.settings.exclude_junk,
+                "excluded": self.excluded,
+            },
         )
         return self.report
 
+    def performed_checks(self) -> set[str]:
+        """The checks that ran on this transfer (a check that did not run is never
+        reported as passed)."""
+        t = self.transfer
+        groups = ["PATH-", "FMT-", "OPEN-", "VIR-001"]
+        if t.container is not None:
+            groups.append("ARC-")
+        if self.req.sheet is not None:
+            groups.append("SHEET-")
+        if self.register is not None:
+            groups.append("REG-")
+        if t.supplied:
+            groups += ["FIX-001", "FIX-002", "FIX-102"]
+        if t.bag_root is not None:
+            groups += ["FIX-103", "FIX-105"]
+        if self.settings.virus_scanner != "none":
+            groups.append("VIR-002")
+        return {c for c in fnd.CHECKS if any(c.startswith(g) for g in groups)}
+
     def payload_key(self) -> str:
-        h = hashlib.sha256()
-        for e in self.spool:
-            h.update(f"{e.path}\t{e.digests['sha256']}\n".encode())
+        """SHA-256 over the ``path<TAB>sha256`` lines (discovery order, which is sorted)
+        and the reference code: equal keys mean the same transfer."""
+        h = self._payload_hash.copy()
         h.update((self.reference_code or "").encode())
         return h.hexdigest()
 
@@ -478,17 +523,20 @@ class _Ingest:
                     digests={"sha256": tag.digests["sha256"]},
                     algorithms=("sha256",),
                     size=tag.size,
+                    sync=False,
                 )
             self.staged.append(tag.path)
 
     def verify_staging(self, tags: list[Any]) -> None:
-        """Every staged object is there with the right size before anything is final."""
+        """Every staged object is durable and there with the right size before anything
+        is final (each was digested by the store as it was written)."""
         from preservation.errors import IntegrityError
 
+        self.repo.primary.sync()
         prefix = staging_prefix(self.job_id) + "/"
-        expected: dict[str, int] = {e.bag_path: e.size for e in self.spool}
-        expected.update({t.path: t.size for t in tags})
-        found = {i.key.removeprefix(prefix): i.size for i in self.repo.primary.list(prefix)}
+        expected: dict[str, int] = {self.staging_key(e.bag_path): e.size for e in self.spool}
+        expected.update({self.staging_key(t.path): t.size for t in tags})
+        found = {i.key: i.size for i in self.repo.primary.list(prefix)}
         problems = [
             f"{p}: expected {n} bytes, found {found.get(p)}"
             for p, n in expected.items()
@@ -515,11 +563,9 @@ class _Ingest:
             q.set_job_state(s, self.job_id, "finalising", result={"aip": self.aip_id})
         checkpoint("ingest:before-finalise")
         final = aip_prefix(self.aip_id, 1)
-        body = [rel for rel in self.staged if rel != BAG_DECLARATION]
-        for i, rel in enumerate(body):
-            store.move(self.staging_key(rel), join_key(final, rel))
-            if i == len(body) // 2:
-                checkpoint("ingest:mid-finalise")
+        body = join_key(staging_prefix(self.job_id), "body") + "/"
+        store.move_prefix(body, final + "/")  # one rename on a local store
+        store.sync()
         checkpoint("ingest:before-commit")
         self.commit(tags)
         checkpoint("ingest:after-commit")
@@ -636,8 +682,8 @@ class _Ingest:
 
     def _receipt(self, report: str) -> Receipt:
         summary: dict[str, int] = {}
-        for f in self.findings:
-            summary[f.result] = summary.get(f.result, 0) + 1
+        for check in self.report.checks_used().values():
+            summary[check["result"]] = summary.get(check["result"], 0) + 1
         volumes = sum(1 for r in self.records if r.level == "volume")
         return Receipt(
             aip=None if self.req.dry_run else self.aip_id,
@@ -655,6 +701,15 @@ class _Ingest:
             dry_run=self.req.dry_run,
             findings=[f.to_dict() for f in fnd.sort_findings(self.findings) if f.result != "pass"],
         )
+
+
+@dataclass(frozen=True)
+class _Light:
+    """What the duplicate-content check needs of a file, and nothing more."""
+
+    path: str
+    size: int
+    digests: dict[str, str]
 
 
 _MIME = {
@@ -745,11 +800,9 @@ def cleanup_interrupted(repo: Repository) -> list[dict[str, Any]]:
             shutil.rmtree(work, ignore_errors=True)
         if committed and aip:
             # Roll forward: the catalogue has the AIP; finish making it final.
-            moved = 0
-            for info in list(store.list(staged)):
-                rel = info.key.removeprefix(staged)
-                store.move(info.key, join_key(aip_prefix(aip, 1), rel))
-                moved += 1
+            final = aip_prefix(aip, 1) + "/"
+            moved = store.move_prefix(staged + "body/", final)
+            moved += store.move_prefix(staged + "declaration/", final)
             with repo.catalog.session() as s:
                 q.set_job_state(s, job["id"], "done", result={"aip": aip, "version": 1})
             cleaned.append(

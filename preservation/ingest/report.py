@@ -50,10 +50,14 @@ class CheckReport:
     blocking_properties: tuple[str, ...] = ("authenticity", "integrity")
     settings: dict[str, Any] = field(default_factory=dict)
     kind: Literal["receipt", "preservation"] = "receipt"
+    # Codes of the checks that ran. A check that ran and found nothing passed; one
+    # that did not run is absent (never reported as passed).
+    performed: Iterable[str] = ()
 
     def __post_init__(self) -> None:
         self.findings = sort_findings(self.findings)
         self.blocking_properties = tuple(self.blocking_properties)
+        self.performed = frozenset(self.performed)
 
     @property
     def blocking(self) -> list[Finding]:
@@ -78,13 +82,22 @@ class CheckReport:
         return out
 
     def checks_used(self) -> dict[str, dict[str, Any]]:
-        codes = sorted({f.code for f in self.findings}, key=lambda c: (CHECKS[c].cost, c))
+        """Every check that ran or found something, cheapest first, with its result:
+        the worst result among its findings, or ``pass`` when it ran and found none."""
+        worst: dict[str, str] = {}
+        for f in self.findings:
+            if _SEVERITY[f.result] > _SEVERITY.get(worst.get(f.code, "pass"), 0):
+                worst[f.code] = f.result
+            else:
+                worst.setdefault(f.code, f.result)
+        codes = sorted(set(worst) | set(self.performed), key=lambda c: (CHECKS[c].cost, c))
         return {
             c: {
                 "property": CHECKS[c].property,
                 "title_en": CHECKS[c].title_en,
                 "title_zh": CHECKS[c].title_zh,
                 "cost": CHECKS[c].cost,
+                "result": worst.get(c, "pass"),
             }
             for c in codes
         }
@@ -129,6 +142,9 @@ class CheckReport:
             blocking_rows=_rows(self.blocking),
         )
         return html.encode("utf-8")
+
+
+_SEVERITY = {"pass": 0, "not performed": 1, "warn": 2, "fail": 3}
 
 
 def _rows(findings: Iterable[Finding]) -> Iterable[dict[str, Any]]:

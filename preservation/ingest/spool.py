@@ -1,13 +1,16 @@
 """A disk spool of FileEntry records, so that ingest memory does not grow with file count.
 
-Entries are appended as JSON lines to a temporary file and can be read back any number
-of times, in the order they were written (METS, manifests and the catalogue each take
-a pass).
+Entries are appended to a temporary file and can be read back any number of times, in
+the order they were written (METS, manifests and the catalogue each take a pass). The
+file is private to the ingest process that writes and reads it, so records are pickled
+plain dictionaries (several times faster to read back than JSON, which matters at
+hundreds of thousands of files and a handful of passes). The source path of a file
+is not kept: it is needed only while the file is streamed.
 """
 
 from __future__ import annotations
 
-import json
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -15,7 +18,7 @@ from typing import IO, Any
 from preservation.model import FileEntry, FormatInfo
 
 
-def _to_json(e: FileEntry) -> dict[str, Any]:
+def _to_record(e: FileEntry) -> dict[str, Any]:
     return {
         "path": e.path,
         "size": e.size,
@@ -27,18 +30,16 @@ def _to_json(e: FileEntry) -> dict[str, Any]:
         "supplied": e.supplied_digests,
         "role": e.role,
         "derived_from": e.derived_from,
-        "source": str(e.source) if e.source else None,
         "properties": e.properties,
     }
 
 
-def _from_json(d: dict[str, Any]) -> FileEntry:
+def _from_record(d: dict[str, Any]) -> FileEntry:
     fmt = d.get("format")
     return FileEntry(
         path=d["path"],
         size=d["size"],
         digests=d["digests"],
-        source=Path(d["source"]) if d.get("source") else None,
         original_name=d.get("original_name"),
         format=FormatInfo(**fmt) if fmt else None,
         record_row=d.get("record_row"),
@@ -53,15 +54,14 @@ def _from_json(d: dict[str, Any]) -> FileEntry:
 class EntrySpool:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._out: IO[str] | None = path.open("w", encoding="utf-8")
+        self._out: IO[bytes] | None = path.open("wb")
         self.count = 0
         self.bytes = 0
 
     def append(self, entry: FileEntry) -> None:
         if self._out is None:
             raise RuntimeError("spool is closed for writing")
-        self._out.write(json.dumps(_to_json(entry), ensure_ascii=False))
-        self._out.write("\n")
+        pickle.dump(_to_record(entry), self._out, protocol=pickle.HIGHEST_PROTOCOL)
         self.count += 1
         self.bytes += entry.size
 
@@ -73,6 +73,7 @@ class EntrySpool:
     def __iter__(self) -> Iterator[FileEntry]:
         if self._out is not None:
             self._out.flush()
-        with self.path.open(encoding="utf-8") as f:
-            for line in f:
-                yield _from_json(json.loads(line))
+        with self.path.open("rb") as f:
+            unpickler = pickle.Unpickler(f)
+            for _ in range(self.count):
+                yield _from_record(unpickler.load())

@@ -15,6 +15,13 @@ Contract (checked by ``tests/storage/test_contract.py`` against every backend):
   backend lists that way; SeaweedFS lists folder by folder).
 - ``delete(key)`` removes one object; deleting a missing key raises ObjectNotFound.
 - ``move(src, dst)`` renames one object (atomic on local stores; copy + delete on S3).
+- ``move_prefix(src, dst)`` moves every object under one prefix to another; on a
+  local store, when ``dst`` is new, one atomic rename of a folder.
+- ``put(..., sync=False)`` may defer durability: the object is complete and verified
+  but may sit in the operating system's cache until ``sync()`` is called. Callers that
+  write many objects (ingest staging) put without sync and call ``sync()`` once before
+  anything depends on the objects. Stores whose writes are durable when acknowledged
+  (S3) ignore the flag.
 - ``capabilities()`` reports versioning, object lock, storage class, encryption.
 - ``probe()`` writes, reads back and deletes a probe object: the ``stores check``.
 
@@ -104,6 +111,7 @@ class Store(abc.ABC):
         algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS,
         size: int | None = None,
         overwrite: bool = False,
+        sync: bool = True,
     ) -> ObjectInfo: ...
 
     @abc.abstractmethod
@@ -126,6 +134,21 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def probe(self) -> ProbeResult: ...
+
+    def sync(self) -> None:
+        """Make every object written with ``sync=False`` durable (default: nothing to do)."""
+        return None
+
+    def move_prefix(self, src: str, dst: str) -> int:
+        """Move every object under prefix ``src`` to prefix ``dst``; returns how many.
+
+        Both prefixes end with '/'. The default moves object by object.
+        """
+        n = 0
+        for info in list(self.list(src)):
+            self.move(info.key, dst + info.key.removeprefix(src))
+            n += 1
+        return n
 
     def exists(self, key: str) -> bool:
         from preservation.errors import ObjectNotFound

@@ -69,6 +69,25 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _syncfs(path: Path) -> None:
+    """syncfs(2) on the file system holding ``path`` (os.sync where it is missing)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name, use_errno=True) if name else None
+    if libc is None or not hasattr(libc, "syncfs"):
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    finally:
+        os.close(fd)
+
+
 def _read_block(stream: IO[bytes], buf: bytearray, view: memoryview) -> memoryview:
     """Read the next block of ``stream`` into ``buf``; an empty view means end of stream."""
     readinto = getattr(stream, "readinto", None)
@@ -217,6 +236,7 @@ class LocalStore(Store):
         algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS,
         size: int | None = None,
         overwrite: bool = False,
+        sync: bool = True,
     ) -> ObjectInfo:
         final = self._path(key)
         expected = {a.lower(): v for a, v in (digests or {}).items()}
@@ -229,7 +249,7 @@ class LocalStore(Store):
         tmp = folder / f".{final.name}.tmp-{uuid.uuid4().hex}"
         fd = self._create_temp(tmp, key)
         try:
-            hasher = self._write_temp(fd, stream, algs, key)
+            hasher = self._write_temp(fd, stream, algs, key, sync)
             label = f"{self.name}:{key}"
             if size is not None and hasher.size != size:
                 raise DigestMismatch(
@@ -249,10 +269,11 @@ class LocalStore(Store):
                     raise self._os_error(e, "rename", key) from e
             else:
                 self._link_into_place(tmp, final, key)
-            try:
-                _fsync_dir(folder)
-            except OSError as e:
-                raise self._os_error(e, "sync folder of", key) from e
+            if sync:
+                try:
+                    _fsync_dir(folder)
+                except OSError as e:
+                    raise self._os_error(e, "sync folder of", key) from e
         except BaseException:
             try:
                 tmp.unlink(missing_ok=True)
@@ -275,7 +296,7 @@ class LocalStore(Store):
         return self._in_folder(tmp.parent, key, create)
 
     def _write_temp(
-        self, fd: int, stream: IO[bytes], algs: tuple[str, ...], key: str
+        self, fd: int, stream: IO[bytes], algs: tuple[str, ...], key: str, sync: bool = True
     ) -> MultiHasher:
         hasher = MultiHasher(algs)
         with os.fdopen(fd, "wb", buffering=0) as out:
@@ -292,10 +313,11 @@ class LocalStore(Store):
                         written += out.write(block[written:]) or 0
                 except OSError as e:
                     raise self._os_error(e, "write", key) from e
-            try:
-                os.fsync(out.fileno())
-            except OSError as e:
-                raise self._os_error(e, "sync", key) from e
+            if sync:
+                try:
+                    os.fsync(out.fileno())
+                except OSError as e:
+                    raise self._os_error(e, "sync", key) from e
         return hasher
 
     def open(self, key: str) -> io.BufferedReader:
@@ -393,6 +415,37 @@ class LocalStore(Store):
             raise self._os_error(e, "sync folder of", dst) from e
         self._prune(src_path.parent)
         return self.head(dst)
+
+    def sync(self) -> None:
+        """Flush the store's file system (syncfs) so that every object is durable."""
+        try:
+            _syncfs(self.root)
+        except OSError as e:
+            raise self._os_error(e, "sync", "/") from e
+
+    def move_prefix(self, src: str, dst: str) -> int:
+        """One atomic folder rename when ``dst`` does not exist yet; else object by object."""
+        src_dir = self._path(src.rstrip("/"))
+        dst_dir = self._path(dst.rstrip("/"))
+        if not src_dir.is_dir():
+            return 0
+        if os.path.lexists(dst_dir):
+            return super().move_prefix(src, dst)
+        count = sum(1 for _ in self.list(src))
+        self._make_parents(dst_dir.parent, dst)
+        try:
+            src_dir.rename(dst_dir)
+        except OSError as e:
+            if os.path.lexists(dst_dir):  # someone else made it meanwhile
+                return super().move_prefix(src, dst)
+            raise self._os_error(e, "rename", src) from e
+        try:
+            _fsync_dir(dst_dir.parent)
+            _fsync_dir(src_dir.parent)
+        except OSError as e:
+            raise self._os_error(e, "sync folder of", dst) from e
+        self._prune(src_dir.parent)
+        return count
 
     def _link_into_place_or_move(self, src: Path, src_key: str, dst: Path, key: str) -> None:
         """Like ``_link_into_place`` but for an object that already has a name.

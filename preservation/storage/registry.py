@@ -7,7 +7,6 @@ from pathlib import Path
 from preservation.config import Config, LocalStoreSettings
 from preservation.storage.base import Store
 from preservation.storage.local import LocalStore
-from preservation.storage.s3 import S3Store
 
 
 def open_store(config: Config, name: str) -> Store:
@@ -19,6 +18,8 @@ def open_store(config: Config, name: str) -> Store:
     settings = config.store_settings(name)
     if isinstance(settings, LocalStoreSettings):
         return LocalStore(name, settings.site, config.resolve(Path(settings.path)))
+    from preservation.storage.s3 import S3Store  # boto3 is only loaded when needed
+
     return S3Store(name, settings)
 
 

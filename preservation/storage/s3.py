@@ -650,6 +650,7 @@ class S3Store(Store):
         algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS,
         size: int | None = None,
         overwrite: bool = False,
+        sync: bool = True,  # S3 writes are durable when acknowledged
     ) -> ObjectInfo:
         return self._put(
             key, stream, digests=digests, algorithms=algorithms, size=size, overwrite=overwrite

@@ -203,7 +203,6 @@ def cli(
         "ingest:before-stream",
         "ingest:mid-stream",
         "ingest:before-finalise",
-        "ingest:mid-finalise",
         "ingest:before-commit",
         "ingest:after-commit",
     ],
@@ -253,7 +252,7 @@ def test_kill_during_ingest_leaves_nothing_and_rerun_succeeds(
 def test_cleanup_command(repo: Repository, tmp_path: Path) -> None:
     folder = tr.make_folder_transfer(tmp_path / "in")
     killed = cli(
-        repo, "ingest", str(folder), env={"PRESERVATION_FAULT_KILL_AT": "ingest:mid-finalise"}
+        repo, "ingest", str(folder), env={"PRESERVATION_FAULT_KILL_AT": "ingest:before-commit"}
     )
     assert killed.returncode == -9
     assert store_keys(repo)  # leftovers until the next run

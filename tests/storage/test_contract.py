@@ -353,6 +353,25 @@ def test_move(store: Store) -> None:
     assert keys(store) == ["other", "to/there/now"]
 
 
+def test_move_prefix_and_deferred_sync(store: Store) -> None:
+    files = {"a.txt": b"A", "sub/b.txt": b"BB", "sub/deep/c.txt": b"CCC"}
+    for rel, data in files.items():
+        store.put(f"stage/job/body/{rel}", io.BytesIO(data), sync=False)
+    store.put("stage/job/declaration/bagit.txt", io.BytesIO(b"decl"), sync=False)
+    store.sync()
+    moved = store.move_prefix("stage/job/body/", "aip/v1/")
+    assert moved == 3
+    assert keys(store) == ["aip/v1/a.txt", "aip/v1/sub/b.txt", "aip/v1/sub/deep/c.txt",
+                           "stage/job/declaration/bagit.txt"]  # fmt: skip
+    for rel, data in files.items():
+        assert read_all(store, f"aip/v1/{rel}") == data
+    # Into a prefix that already holds objects: merged object by object.
+    assert store.move_prefix("stage/job/declaration/", "aip/v1/") == 1
+    assert keys(store) == ["aip/v1/a.txt", "aip/v1/bagit.txt", "aip/v1/sub/b.txt",
+                           "aip/v1/sub/deep/c.txt"]  # fmt: skip
+    assert store.move_prefix("nothing/here/", "aip/v2/") == 0
+
+
 def test_delete(backend: Backend) -> None:
     store = backend.store()
     store.put("a/b/c", io.BytesIO(b"1"))

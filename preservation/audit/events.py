@@ -1,0 +1,99 @@
+"""The PREMIS evidence of audit runs: one ``fixity check`` event per AIP copy and run.
+
+The outcome detail of each event lists the failed files of that copy (at most
+:data:`EVENT_LISTED_FAILURES` by name, then a count and a pointer to the Parquet
+audit log), so the event log grows by one event per copy per run, not per file.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from preservation import AGENT_NAME, __version__
+from preservation.model import Agent, Event
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from preservation.repository import Repository
+
+EVENT_LISTED_FAILURES = 20  # failed files named in one event's outcome detail
+
+
+def software_agent() -> Agent:
+    return Agent(f"{AGENT_NAME}/{__version__}", AGENT_NAME, "software", version=__version__)
+
+
+def emit_run_events(
+    repo: Repository, run_id: str, store: str, site: str, totals: dict[str, Any]
+) -> int:
+    """One PREMIS fixity check event per AIP copy of a run (not yet emitted); returns
+    how many. Each event is appended together with the note that it was, so a crash
+    between events neither loses nor repeats one."""
+    from preservation import eventlog
+    from preservation.catalog import queries as q
+    from preservation.catalog.queries import stores_with_copies
+
+    agent = software_agent()
+    emitted = 0
+    mode = totals.get("mode") or ""
+    algorithms = ", ".join(totals.get("algorithms") or [])
+    compared = (
+        "presence, size and any stored checksum compared with the catalogue"
+        if mode == "inventory"
+        else f"{algorithms} of the content compared with the catalogue"
+        + (" and the bag manifest" if mode == "full" else "")
+    )
+    for copy_key, c in sorted(totals.get("copies", {}).items()):
+        if int(copy_key) in totals["events_emitted"]:
+            continue
+        failed = c["failed_count"]
+        listed = "; ".join(
+            f"{path} ({outcome})" for path, outcome in c["failed"][:EVENT_LISTED_FAILURES]
+        )
+        more = failed - min(len(c["failed"]), EVENT_LISTED_FAILURES)
+        outcome_detail = (
+            f"{c['checked']} files checked, all passed"
+            if not failed
+            else f"{failed} of {c['checked']} files failed: {listed}"
+            + (f"; and {more} more (audit log, run {run_id})" if more > 0 else "")
+        )
+        event = Event(
+            type="fixity check",
+            outcome="failure" if failed else "success",
+            detail=(
+                f"audit run {run_id}{' (' + mode + ')' if mode else ''}: {c['checked']} files"
+                f" ({c['bytes']} bytes read) of AIP {c['aip']} v{c['version']} on store {store}"
+                f" (site {site}); {compared}"
+            ),
+            outcome_detail=outcome_detail,
+            agents=[(agent.identifier, "executing program")],
+            objects=list(c.get("objects") or []),
+        )
+        with repo.catalog.session() as s:
+            doc = eventlog.append(
+                s,
+                event,
+                aip_id=c["aip"],
+                version_id=c["version_id"],
+                version=c["version"],
+                store_name=store,
+                agents=[agent],
+            )
+            totals["events_emitted"].append(int(copy_key))
+            q.set_job_state(s, run_id, _job_state(s, run_id), result=totals)
+            targets = stores_with_copies(s, c["aip"])
+        emitted += 1
+        if doc is not None:
+            configured = set(repo.config.settings.stores)
+            eventlog.publish(
+                [repo.store(n) for n in targets if n in configured], c["aip"], event, doc
+            )
+    return emitted
+
+
+def _job_state(s: Session, job_id: str) -> str:
+    from preservation.catalog.queries import get_job
+
+    job = get_job(s, job_id)
+    return str(job["state"]) if job else "running"
