@@ -231,7 +231,9 @@ class _Repair:
     def run(self) -> RepairResult:
         target_copy = next((c for c in self.copies if c.store_name == self.target_name), None)
         if target_copy is None:
-            return self.result("failed", f"no copy of this file on {self.target_name} in the catalogue")
+            return self.result(
+                "failed", f"no copy of this file on {self.target_name} in the catalogue"
+            )
         target_task = self.task(target_copy.copy_id, target_copy.file_copy_id)
         now_check = check_content(self.target, target_task, tuple(self.expected))
         if now_check.outcome == "pass":
@@ -338,8 +340,9 @@ class _Repair:
             q_key = quarantine_key(self.inc["id"], self.key, utcnow().strftime("%Y%m%dT%H%M%SZ"))
             self.target.move(self.key, q_key)
         except RetentionLocked as e:
-            log.warning("%s: cannot move %s to quarantine (%s); overwriting", self.target_name,
-                        self.key, e)
+            log.warning(
+                "%s: cannot move %s to quarantine (%s); overwriting", self.target_name, self.key, e
+            )
             return None, True
         return q_key, False
 
@@ -384,9 +387,12 @@ class _Repair:
         from preservation.catalog import audit_queries as aq
 
         now = utcnow()
-        stores = ", ".join(
-            f"{a['store']} ({a.get('verified_now') or a.get('skipped')})" for a in self.attempts
-        ) or "no other copy in the catalogue"
+        stores = (
+            ", ".join(
+                f"{a['store']} ({a.get('verified_now') or a.get('skipped')})" for a in self.attempts
+            )
+            or "no other copy in the catalogue"
+        )
         note = (
             f"NO GOOD COPY LEFT of {self.ref.path} (AIP {self.ref.aip_id} v{self.ref.version}):"
             f" {code_of(self.inc['kind'])} {self.inc['kind']} on {self.target_name}; other"
@@ -525,8 +531,13 @@ def _quarantine_unexpected(repo: Repository, inc: dict[str, Any]) -> RepairResul
     store = repo.store(inc["store"])
     now = utcnow()
     if not key:
-        return RepairResult(inc["id"], "failed", inc["store"], inc["path"],
-                            detail="the incident does not name the object's key")
+        return RepairResult(
+            inc["id"],
+            "failed",
+            inc["store"],
+            inc["path"],
+            detail="the incident does not name the object's key",
+        )
     q_key: str | None = quarantine_key(inc["id"], key)
     try:
         assert q_key is not None
@@ -536,8 +547,9 @@ def _quarantine_unexpected(repo: Repository, inc: dict[str, Any]) -> RepairResul
         q_key = None
         detail = f"unexpected object {key} is gone already"
     except PreservationError as e:
-        return RepairResult(inc["id"], "failed", inc["store"], inc["path"],
-                            detail=f"{e.code}: {e.message}")
+        return RepairResult(
+            inc["id"], "failed", inc["store"], inc["path"], detail=f"{e.code}: {e.message}"
+        )
     with repo.catalog.session() as s:
         aq.update_incident(
             s,
@@ -546,8 +558,9 @@ def _quarantine_unexpected(repo: Repository, inc: dict[str, Any]) -> RepairResul
             closed_at=now,
             evidence={"repair": {"at": now.isoformat(), "result": detail, "quarantine_key": q_key}},
         )
-    return RepairResult(inc["id"], "repaired", inc["store"], inc["path"], quarantine_key=q_key,
-                        detail=detail)
+    return RepairResult(
+        inc["id"], "repaired", inc["store"], inc["path"], quarantine_key=q_key, detail=detail
+    )
 
 
 def _alert(repo: Repository, report: RepairReport) -> dict[str, Any] | None:

@@ -181,7 +181,15 @@ class _Ingest:
         path_findings, excluded = check_paths(self.transfer.files, self.settings)
         self.findings.extend(path_findings)
         excluded_set = set(excluded)
-        self.files = [f for f in self.transfer.files if f.path not in excluded_set]
+        self.files = []
+        seen: set[str] = set()
+        for f in self.transfer.files:
+            if f.path in excluded_set or f.path in seen:
+                # Junk, unsafe names, and the second of two names that are one after NFC
+                # normalisation (PATH-005 names both): never stored.
+                continue
+            seen.add(f.path)
+            self.files.append(f)
         self.excluded = sorted(excluded_set)
 
         self.register = None
