@@ -79,7 +79,7 @@ def severity_for(session: Session, finding: Finding) -> str:
     others = [
         c
         for c in aq.copies_of_file(session, finding.file_id)
-        if c.store_name != finding.store and c.copy_state in ("stored", "verified", "failed")
+        if c.store_name != finding.store and c.copy_state in ("stored", "verified")
     ]
     if not any(c.outcome in ("pass", None) for c in others):
         return "critical"

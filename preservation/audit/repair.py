@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 QUARANTINE_PREFIX = "quarantine"
-SOURCE_STATES = ("stored", "verified", "failed")
+SOURCE_STATES = ("stored", "verified")
 
 
 def quarantine_key(incident: int, key: str, suffix: str | None = None) -> str:

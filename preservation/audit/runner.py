@@ -469,7 +469,7 @@ class _StoreRun:
                     key=object_key(m.aip_id, m.origin_version, m.path),
                     kind=m.kind,
                     size=m.size,
-                    expected={a: d for a in CATALOGUE_DIGESTS if (d := _catalogue_digest(m, a))},
+                    expected={a: d for a in algs if (d := _catalogue_digest(m, a))},
                     file_uuid=m.file_uuid,
                 )
                 for m in manifest_rows
@@ -478,8 +478,10 @@ class _StoreRun:
 
         manifests, fresh = self.manifests.get(copy_id, info.file_count, load, paths)
         if fresh:
+            # A manifest that fails its own check is a finding now; one that passes is
+            # recorded when its own turn in the plan comes (the budget stays exact).
             for r in manifests.checks:
-                if r.task.file_copy_id not in self.checked_ids:
+                if r.failed and r.task.file_copy_id not in self.checked_ids:
                     self.checked_ids.add(r.task.file_copy_id)
                     extra.append(r)
             for problem in manifests.unusable:

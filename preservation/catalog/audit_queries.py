@@ -37,7 +37,7 @@ from preservation.errors import NotInCatalog, UsageError
 LEASE_KIND = "lease"
 AUDIT_KIND = "audit"
 _LEASE_NAMESPACE = uuid.UUID("8f6f0a52-3b0e-4d39-9a43-6c1f0b7d2e41")
-_ACTIVE_COPY = ("stored", "verified", "failed", "missing")
+_ACTIVE_COPY = ("stored", "verified")  # copies whose objects are on the store
 OPEN_INCIDENT_STATES = ("open",)
 
 
@@ -261,29 +261,36 @@ def record_checks(session: Session, rows: Sequence[Mapping[str, Any]]) -> int:
 def refresh_copy_states(
     session: Session, copy_ids: Iterable[int], when: dt.datetime
 ) -> dict[int, str]:
-    """After an audit or a repair: ``last_audit_at`` = ``when``; a copy with a failing
-    file becomes ``failed``; a copy whose every file passed becomes ``verified``.
-    Returns the new state of each copy."""
+    """After an audit or a repair, for each copy:
+
+    - ``last_audit_at`` = the oldest ``last_verified_at`` of its files (every file was
+      checked since then), or None while some file was never checked;
+    - a ``stored`` copy whose every file passed its last check becomes ``verified``.
+
+    A failing file does not change the copy's state: ``failed`` is replication's
+    queue (a copy to write again), and a damaged copy is repaired from the incident,
+    with the damaged object kept in quarantine. Returns each copy's state.
+    """
     states: dict[int, str] = {}
     for copy_id in sorted(set(copy_ids)):
         copy = session.get(Copy, copy_id)
         if copy is None:
             raise NotInCatalog(kind="copy", ident=copy_id)
-        counts = dict(
-            session.execute(
-                select(func.coalesce(FileCopy.outcome, "unverified"), func.count(FileCopy.id))
-                .where(FileCopy.copy_id == copy_id)
-                .group_by(func.coalesce(FileCopy.outcome, "unverified"))
-            ).all()
-        )
-        copy.last_audit_at = when
-        if copy.state in _ACTIVE_COPY:
-            if counts.get("fail", 0) or counts.get("missing", 0):
-                copy.state = "failed"
-            elif set(counts) <= {"pass"}:
-                if copy.state != "verified":
-                    copy.verified_at = when
-                copy.state = "verified"
+        row = session.execute(
+            select(
+                func.count(FileCopy.id),
+                func.count(FileCopy.last_verified_at),
+                func.min(FileCopy.last_verified_at),
+                func.coalesce(func.sum(case((FileCopy.outcome == "pass", 1), else_=0)), 0),
+            ).where(FileCopy.copy_id == copy_id)
+        ).one()
+        total, checked, oldest, passed = int(row[0]), int(row[1]), row[2], int(row[3])
+        if isinstance(oldest, str):  # SQLite hands back the stored text of an aggregate
+            oldest = dt.datetime.fromisoformat(oldest).replace(tzinfo=dt.UTC)
+        copy.last_audit_at = oldest if total and checked == total else None
+        if copy.state == "stored" and total and passed == total:
+            copy.state = "verified"
+            copy.verified_at = when
         states[copy_id] = copy.state
     session.flush()
     return states

@@ -69,16 +69,18 @@ class CheckReport:
         return bool(self.blocking)
 
     def summary(self) -> dict[str, dict[str, int]]:
-        """Counts per property and result (every property and result present)."""
+        """Checks per property and result (every property and result present): each
+        check counts once, with the worst result among its findings."""
         counts: dict[str, dict[str, int]] = {p: dict.fromkeys(RESULTS, 0) for p in PROPERTIES}
-        for f in self.findings:
-            counts[f.property][f.result] += 1
+        for check in self.checks_used().values():
+            counts[check["property"]][check["result"]] += 1
         return counts
 
     def totals(self) -> dict[str, int]:
+        """Checks per result over all properties."""
         out = dict.fromkeys(RESULTS, 0)
-        for f in self.findings:
-            out[f.result] += 1
+        for check in self.checks_used().values():
+            out[check["result"]] += 1
         return out
 
     def checks_used(self) -> dict[str, dict[str, Any]]:

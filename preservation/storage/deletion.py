@@ -234,10 +234,12 @@ class _Deletion:
                 )
         if refused is not None:
             log.warning(
-                "deletion request %s (AIP %s) refused: %s requested it and cannot approve it",
+                "approval of deletion request %s (AIP %s) by %s refused: the request was"
+                " made by %s, and a different person must approve it",
                 self.request_id,
                 refused[0],
                 self.user,
+                refused[1],
                 extra={"user": self.user, "request": self.request_id, "action": "refused"},
             )
             raise SameApprover(request=self.request_id, user=refused[1])
@@ -388,7 +390,14 @@ class _Deletion:
                 with self.repo.catalog.session() as s:
                     rq.mark_store_copies_deleted(s, aip_id, name)
                 checkpoint("delete:after-store")
-            document = self._tombstone(approval, removed)
+            event = self._event(
+                approval,
+                "success",
+                f"{sum(removed.values())} objects removed from"
+                f" {', '.join(f'{n} ({c})' for n, c in removed.items())}; event log and"
+                " tombstone kept",
+            )
+            document = self._tombstone(approval, removed, event.identifier)
             data = json.dumps(document, ensure_ascii=False, sort_keys=True, indent=1).encode()
             for store in self.repo.stores().values():
                 store.put(tombstone_key(aip_id), io.BytesIO(data), size=len(data), overwrite=True)
@@ -400,14 +409,6 @@ class _Deletion:
             )
             log.error("deletion of AIP %s stopped: %s: %s", aip_id, e.code, e.message)
             raise
-        event = self._event(
-            approval,
-            "success",
-            f"{sum(removed.values())} objects removed from"
-            f" {', '.join(f'{n} ({c})' for n, c in removed.items())}; event log and"
-            f" tombstone kept",
-        )
-        document["event"] = event.identifier
         data_out = self._record_event(
             approval,
             event,
@@ -439,7 +440,9 @@ class _Deletion:
             n += 1
         return n
 
-    def _tombstone(self, approval: _Approval, removed: Mapping[str, int]) -> dict[str, Any]:
+    def _tombstone(
+        self, approval: _Approval, removed: Mapping[str, int], event_id: str
+    ) -> dict[str, Any]:
         with self.repo.catalog.session() as s:
             aip = q.require_aip(s, approval.aip_id)
             versions = rq.version_summaries(s, approval.aip_id)
@@ -456,6 +459,7 @@ class _Deletion:
             "approved_by": self.user,
             "versions": versions,
             "objects_removed": dict(removed),
+            "event": event_id,
             "kept": [f"{approval.aip_id}/{EVENTS_DIR}/", tombstone_key(approval.aip_id)],
         }
 

@@ -26,7 +26,7 @@ Case = tuple[Path, Path | None, Path | None]  # transfer, sheet, register
 @pytest.fixture
 def repo(tmp_path: Path) -> Repository:
     root = tmp_path / "repo"
-    repo = init_repository(root)
+    init_repository(root)
     # Tight archive limits so that a small generated bomb trips them.
     cfg = root / "preservation.toml"
     text = cfg.read_text(encoding="utf-8").replace(

@@ -76,13 +76,26 @@ def test_findings_are_sorted_cheapest_first() -> None:
     assert costs == sorted(costs)
 
 
-def test_summary_counts_per_property_and_result() -> None:
+def test_summary_counts_checks_per_property_and_result() -> None:
+    # Each check counts once, with its worst result: OPEN-001 passed for one file and
+    # failed for another, so it failed.
     s = report().summary()
-    assert s["usability"] == {"pass": 1, "fail": 2, "warn": 1, "not performed": 0}
+    assert s["usability"] == {"pass": 0, "fail": 2, "warn": 1, "not performed": 0}
     assert s["authenticity"] == {"pass": 0, "fail": 0, "warn": 1, "not performed": 0}
     assert s["security"] == {"pass": 0, "fail": 0, "warn": 0, "not performed": 1}
     assert s["integrity"] == {"pass": 0, "fail": 0, "warn": 0, "not performed": 0}
-    assert report().totals() == {"pass": 1, "fail": 2, "warn": 2, "not performed": 1}
+    assert report().totals() == {"pass": 0, "fail": 2, "warn": 2, "not performed": 1}
+
+
+def test_a_check_that_ran_and_found_nothing_passed() -> None:
+    import preservation.ingest.pathcheck  # noqa: F401  (defines the PATH checks)
+
+    r = report(performed={"PATH-001", "OPEN-001"})
+    checks = r.checks_used()
+    assert checks["PATH-001"]["result"] == "pass"  # ran, no finding
+    assert checks["OPEN-001"]["result"] == "fail"  # ran, worst finding
+    assert "SHEET-017" not in checks  # did not run: never reported as passed
+    assert r.summary()["integrity"]["pass"] == 1
 
 
 def test_blocking_follows_the_configured_properties() -> None:
@@ -155,9 +168,9 @@ def test_html_is_bilingual_escaped_and_complete() -> None:
         "未执行 not performed",
     ]
     assert summary[1] == ["真实性 authenticity", "0", "0", "1", "0"]
-    assert summary[3] == ["可用性 usability", "1", "2", "1", "0"]
+    assert summary[3] == ["可用性 usability", "0", "2", "1", "0"]
     assert summary[4] == ["安全性 security", "0", "0", "0", "1"]
-    assert summary[5] == ["合计 Total", "1", "2", "2", "1"]
+    assert summary[5] == ["合计 Total", "0", "2", "2", "1"]
     rows = cells(doc.xpath("//table[@class='findings']")[0])[1:]
     assert len(rows) == len(r.findings)
     enc = next(row for row in rows if row[0] == "OPEN-002")
