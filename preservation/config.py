@@ -370,6 +370,47 @@ class ExecutorSettings(_Strict):
         return self
 
 
+FormatStatus = Literal["preservation", "acceptable", "at-risk", "obsolete", "unknown"]
+
+
+class FormatOverride(_Strict):
+    """One site override of a format policy entry; unset fields keep the policy's value."""
+
+    name: str | None = None
+    category: str | None = None
+    status: FormatStatus | None = None
+    rationale: str | None = None
+    target: str | None = None  # preferred target PUID ("" clears it)
+    action: str | None = None  # migration action name ("" clears it)
+
+
+class FormatsSettings(_Strict):
+    """``[formats]``: the format policy, the format-risk check and migrations.
+
+    ``policy`` replaces the project's ``schemas/format-policy.json``; ``overrides``
+    (``[formats.overrides."fmt/40"]``) change single entries (unknown PUIDs are added
+    and then need name, category and status). ``state_dir`` (relative to the
+    repository) keeps the risk check's last result and the trend Parquet files.
+    Migration tools run with ``tool_timeout`` seconds and may write at most
+    ``max_output_bytes`` (and ``max_output_ratio`` times the input size).
+    """
+
+    policy: Path | None = None
+    overrides: dict[str, FormatOverride] = Field(default_factory=dict)
+    state_dir: Path = Path("formats")
+    tool_timeout: Annotated[float, Field(gt=0, le=86_400)] = 1800.0
+    max_output_bytes: Annotated[int, Field(gt=0)] = 64 * 1024**3
+    max_output_ratio: Annotated[float, Field(gt=0)] = 50.0
+
+    @field_validator("overrides")
+    @classmethod
+    def _puids(cls, v: dict[str, FormatOverride]) -> dict[str, FormatOverride]:
+        for key in v:
+            if not re.fullmatch(r"(x-)?fmt/[0-9]+|local/[a-z0-9][a-z0-9_-]*", key):
+                raise ValueError(f"{key!r} is not a PRONOM PUID (or local/<name>)")
+        return v
+
+
 class Settings(_Strict):
     repository: RepositorySettings = RepositorySettings()
     catalog: CatalogSettings = CatalogSettings()
@@ -381,9 +422,9 @@ class Settings(_Strict):
     alerts: AlertSettings = AlertSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     executor: ExecutorSettings = ExecutorSettings()
-    # Sections owned by later parts (formats, access) are free-form tables here until
-    # their parts give them a model.
-    formats: dict[str, Any] = Field(default_factory=dict)
+    formats: FormatsSettings = FormatsSettings()
+    # Sections owned by later parts (access) are free-form tables here until their
+    # parts give them a model.
     access: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("stores")

@@ -722,8 +722,11 @@ class _StoreRun:
 
 
 def object_key(aip_id: str, origin_version: int, path: str) -> str:
-    """The store key of a file of an AIP: ``<aip>/v<version holding the bytes>/<path>``."""
-    return join_key(aip_id, f"v{origin_version}", path)
+    """The store key of a file of an AIP: ``<aip>/v<version holding the bytes>/<path>``.
+
+    The parts come from the catalogue (validated at ingest); the store validates the
+    whole key again before it touches anything."""
+    return f"{aip_id}/v{origin_version}/{path}"
 
 
 def _catalogue_digest(c: Any, algorithm: str) -> str | None:

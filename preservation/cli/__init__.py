@@ -3,6 +3,7 @@ function. ``main`` is the console script ``preservation``."""
 
 from preservation.cli import aips, ingest, replication, repository
 from preservation.cli import audit as audit
+from preservation.cli import formats as formats
 from preservation.cli.app import cli, main
 
 __all__ = ["aips", "cli", "ingest", "main", "replication", "repository"]

@@ -333,7 +333,7 @@ class Replicator:
         except PreservationError as e:
             self._fail(claim, result, e)
         except BaseException as e:
-            self._fail(claim, result, StorageError(f"unexpected error: {e!r}"), record=False)
+            self._fail(claim, result, StorageError(f"interrupted: {e!r}"), record=False)
             raise
         finally:
             result.seconds = time.monotonic() - t0
@@ -361,8 +361,18 @@ class Replicator:
             )
         body = [f for f in files if f.path != BAG_DECLARATION]
 
+        # Once an object failed for good, the objects not yet started are not tried:
+        # the copy has failed (or its store is down) and waits for the next run.
+        failed: list[PreservationError] = []
+
         def one(f: rq.CopyFile) -> _Object:
-            return self._object(claim.aip_id, f, sources, target, cold)
+            if failed:
+                raise failed[0]
+            try:
+                return self._object(claim.aip_id, f, sources, target, cold)
+            except PreservationError as e:
+                failed.append(e)
+                raise
 
         done: list[_Object] = []
         half = len(body) // 2
@@ -584,6 +594,10 @@ class Replicator:
     def _fail(
         self, claim: rq.Claim, result: CopyResult, error: PreservationError, record: bool = True
     ) -> None:
+        """Journal a failed attempt. A transient error leaves the copy queued as it was;
+        a permanent one makes it ``failed`` and, the first time, records a failure
+        event. ``record=False`` (an interrupt or a programming error, not a finding
+        about the copy) only closes the job."""
         result.error = error
         result.outcome = "waiting" if error.transient else "failed"
         if error.transient:
@@ -607,7 +621,7 @@ class Replicator:
 
         def save(s: Any) -> tuple[bytes | None, list[str]]:
             q.set_job_state(s, claim.job_id, "failed", error=f"{error.code}: {error.message}")
-            if error.transient:
+            if error.transient or not record:
                 return None, []
             rq.set_copy_state(s, claim.copy_id, "failed")
             if event is None:

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from preservation.catalog.record import record_ingest
-from preservation.config import LocalStoreSettings, S3StoreSettings
+from preservation.config import LocalStoreSettings, S3StoreSettings, load
 from preservation.model import FileEntry, new_uuid, utcnow
 from preservation.repository import Repository, upgrade_catalog
-from preservation.config import load
 from preservation.storage.local import LocalStore
 from tests.support.seaweedfs import SeaweedFS
 
@@ -69,7 +67,9 @@ read_timeout = 30
 """
 
 
-def make_repo(root: Path, stores: str = LOCAL_STORES, extra: str = "") -> Repository:
+def make_repo(
+    root: Path, stores: str = LOCAL_STORES, extra: str = "", catalog_url: str | None = None
+) -> Repository:
     """A repository with the given ``[stores.*]`` tables and extra TOML, migrated."""
     root.mkdir(parents=True, exist_ok=True)
     text = f"""
@@ -78,7 +78,7 @@ name = "audit-test"
 organization = "Test Archive"
 
 [catalog]
-url = "sqlite:///catalog.sqlite"
+url = "{catalog_url or "sqlite:///catalog.sqlite"}"
 
 {extra}
 {stores}
@@ -136,7 +136,9 @@ def build_aip(
         d = _digests(data)
         entries.append(FileEntry(path=path, size=len(data), digests=d))
         _write(repo, primary, f"{prefix}/data/{path}", data)
-        lines256.append(f"{(manifest_override or {}).get('data/' + path, d['sha256'])}  data/{path}\n")
+        lines256.append(
+            f"{(manifest_override or {}).get('data/' + path, d['sha256'])}  data/{path}\n"
+        )
         lines512.append(f"{d['sha512']}  data/{path}\n")
     tags: dict[str, bytes] = {
         "bagit.txt": b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n",
@@ -149,7 +151,8 @@ def build_aip(
     }
     for alg in ("sha256", "sha512"):
         tags[f"tagmanifest-{alg}.txt"] = "".join(
-            f"{hashlib.new(alg, data).hexdigest()}  {name}\n" for name, data in sorted(tags.items())
+            f"{hashlib.new(alg, data).hexdigest()}  {name}\n"
+            for name, data in sorted(tags.items())
             if not name.startswith("tagmanifest")
         ).encode()
     for name, data in tags.items():
@@ -218,9 +221,9 @@ def _rewrite_local(repo: Repository, store: str, key: str, data: bytes) -> None:
     s = repo.store(store)
     assert isinstance(s, LocalStore)
     path = s.root.joinpath(*key.split("/"))
-    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+    path.chmod(stat.S_IRUSR | stat.S_IWUSR)
     path.write_bytes(data)
-    os.chmod(path, 0o444)
+    path.chmod(0o444)
 
 
 def read_object(repo: Repository, store: str, key: str) -> bytes:

@@ -48,9 +48,9 @@ def _verified_since(repo: Repository, since: dt.datetime) -> int:
     with repo.catalog.session() as s:
         return int(
             s.execute(
-                select(func.count()).select_from(FileCopy).where(
-                    FileCopy.last_verified_at >= since, FileCopy.outcome == "pass"
-                )
+                select(func.count())
+                .select_from(FileCopy)
+                .where(FileCopy.last_verified_at >= since, FileCopy.outcome == "pass")
             ).scalar_one()
         )
 
@@ -109,8 +109,9 @@ def test_byte_budget_and_auto_share(big: Repository) -> None:
     start = dt.datetime.now(dt.UTC)
     sizes = []
     for _ in range(interval):
-        (r,) = run_audit(big, AuditRequest(store="primary", mode="full", budget=f"{share.bytes}B",
-                                           ahead=True))
+        (r,) = run_audit(
+            big, AuditRequest(store="primary", mode="full", budget=f"{share.bytes}B", ahead=True)
+        )
         sizes.append(r.bytes)
     assert _verified_since(big, start) == TOTAL
     assert max(sizes[:-1]) <= share.bytes and min(sizes[:-1]) >= share.bytes - int(biggest)
@@ -140,7 +141,7 @@ def test_due_only_by_default(repo: Repository) -> None:
 
 def test_time_budget_stops_between_units(repo: Repository, monkeypatch: pytest.MonkeyPatch) -> None:
     for a in range(3):
-        build_aip(repo, {f"{i}.bin": content(i, 10) for i in range(40)})
+        build_aip(repo, {f"{i}.bin": content(a * 100 + i, 10) for i in range(40)})
     clock = [1000.0]
 
     def tick() -> float:
@@ -174,8 +175,9 @@ def test_sample_is_seeded(repo: Repository) -> None:
     total = 5 * 46
 
     def sampled(seed: int) -> set[tuple[str, str]]:
-        (r,) = run_audit(repo, AuditRequest(store="primary", mode="sample", seed=seed,
-                                            fraction=0.25))
+        (r,) = run_audit(
+            repo, AuditRequest(store="primary", mode="sample", seed=seed, fraction=0.25)
+        )
         assert r.seed == seed and r.mode == "sample"
         return {(x["aip"], x["path"]) for x in log_rows(repo) if x["run_id"] == r.run_id}
 
@@ -213,9 +215,11 @@ def test_killed_run_resumes(big: Repository) -> None:
         job = s.get(Job, killed.id)
         assert job is not None and job.state == "failed" and "interrupted" in (job.error or "")
         # the killed run's evidence was completed: its PREMIS events were emitted
-        events = s.execute(
-            select(EventRow.detail).where(EventRow.type == "fixity check")
-        ).scalars().all()
+        events = (
+            s.execute(select(EventRow.detail).where(EventRow.type == "fixity check"))
+            .scalars()
+            .all()
+        )
         assert any(killed.id in d for d in events) and any(r.run_id in d for d in events)
         copies_of_killed = len(job.result["copies"])
         assert sum(killed.id in d for d in events) == copies_of_killed

@@ -36,7 +36,9 @@ FILES = {f"doc-{i}.bin": content(i, 4000 + 17 * i) for i in range(6)}
 FLIPPED, DELETED, TRUNCATED = "data/doc-0.bin", "data/doc-1.bin", "data/doc-2.bin"
 
 
-def _setup(request: pytest.FixtureRequest, kind: str) -> tuple[Repository, str, str, SeaweedFS | None]:
+def _setup(
+    request: pytest.FixtureRequest, kind: str
+) -> tuple[Repository, str, str, SeaweedFS | None]:
     """(repo, AIP, damaged store, SeaweedFS server when the damaged store is S3)."""
     if kind == "local":
         repo: Repository = request.getfixturevalue("repo")
@@ -53,9 +55,7 @@ def _setup(request: pytest.FixtureRequest, kind: str) -> tuple[Repository, str, 
     return repo, aip, damaged, server
 
 
-@pytest.mark.parametrize(
-    "kind", ["local", pytest.param("seaweedfs", marks=pytest.mark.seaweedfs)]
-)
+@pytest.mark.parametrize("kind", ["local", pytest.param("seaweedfs", marks=pytest.mark.seaweedfs)])
 def test_audit_finds_and_repair_restores(request: pytest.FixtureRequest, kind: str) -> None:
     repo, aip, damaged, _ = _setup(request, kind)
 
@@ -82,9 +82,13 @@ def test_audit_finds_and_repair_restores(request: pytest.FixtureRequest, kind: s
         assert fc[DELETED][0] == "missing" and fc[DELETED][1].startswith(code_of("missing"))
         assert fc[TRUNCATED][0] == "fail" and fc[TRUNCATED][1].startswith(code_of("size"))
         # a fixity check event per AIP copy and run, naming the failed files
-        events = s.execute(
-            select(EventRow).where(EventRow.type == "fixity check", EventRow.aip_id == aip)
-        ).scalars().all()
+        events = (
+            s.execute(
+                select(EventRow).where(EventRow.type == "fixity check", EventRow.aip_id == aip)
+            )
+            .scalars()
+            .all()
+        )
         failed_events = [e for e in events if e.outcome == "failure"]
         assert len(failed_events) == 1 and failed_events[0].store_name == damaged
         detail = failed_events[0].outcome_detail
@@ -136,10 +140,17 @@ def test_audit_finds_and_repair_restores(request: pytest.FixtureRequest, kind: s
         assert {i.state for i in incidents} == {"repaired"}
         assert all(i.closed_at is not None for i in incidents)
         assert {i.evidence["repair"]["source"] for i in incidents} == {_other(damaged)}
-        repairs = s.execute(
-            select(EventRow).where(EventRow.type == "replication", EventRow.aip_id == aip,
-                                   EventRow.detail.like("repair%"))
-        ).scalars().all()
+        repairs = (
+            s.execute(
+                select(EventRow).where(
+                    EventRow.type == "replication",
+                    EventRow.aip_id == aip,
+                    EventRow.detail.like("repair%"),
+                )
+            )
+            .scalars()
+            .all()
+        )
         assert len(repairs) == 3 and {e.outcome for e in repairs} == {"success"}
         assert all(e.store_name == damaged for e in repairs)
         assert any(q_flip in e.detail for e in repairs)
@@ -191,9 +202,7 @@ def _other(store: str) -> str:
 def _path() -> object:
     from preservation.catalog.models import File
 
-    return (
-        select(File.path).where(File.id == FileCopy.file_id).scalar_subquery()
-    )
+    return select(File.path).where(File.id == FileCopy.file_id).scalar_subquery()
 
 
 def test_copy_of_version_rows(repo: Repository) -> None:

@@ -45,7 +45,8 @@ def aip(root: Path, *, info: dict[str, str] | None = None, mets: bool = True) ->
 
 
 def test_profile_file_is_the_one_in_schemas() -> None:
-    assert profile_path() == Path(__file__).resolve().parents[2] / "schemas" / "bagit-profile.json"
+    expected = Path(__file__).resolve().parents[2] / "schemas" / "bagit-profile.json"
+    assert profile_path().resolve() == expected
     data = json.loads(profile_path().read_text(encoding="utf-8"))
     info = data["BagIt-Profile-Info"]
     assert info["BagIt-Profile-Identifier"] == PROFILE_IDENTIFIER

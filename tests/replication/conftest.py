@@ -9,7 +9,6 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -25,7 +24,10 @@ from tests.support.seaweedfs import (
     start_seaweedfs,
 )
 
-SITE_ENV = {"a": ("SITE_A_ACCESS_KEY", "SITE_A_SECRET_KEY"), "b": ("SITE_B_ACCESS_KEY", "SITE_B_SECRET_KEY")}
+SITE_ENV = {
+    "a": ("SITE_A_ACCESS_KEY", "SITE_A_SECRET_KEY"),
+    "b": ("SITE_B_ACCESS_KEY", "SITE_B_SECRET_KEY"),
+}
 MOTO_ENV = ("MOTO_ACCESS_KEY", "MOTO_SECRET_KEY")
 
 

@@ -34,6 +34,7 @@ def write_repo(
     sites: int = 2,
     readback: str = "head",
     workers: int = 4,
+    catalog_url: str | None = None,
 ) -> Repository:
     """A repository whose configuration has exactly ``stores`` (local paths relative to
     ``root``); catalogue migrated, stores recorded, local folders made."""
@@ -47,6 +48,8 @@ def write_repo(
         f'replication_readback = "{readback}"',
         f"replication_workers = {workers}",
     ]
+    if catalog_url is not None:
+        lines += ["[catalog]", f"url = {_toml_value(catalog_url)}"]
     for name, settings in stores.items():
         lines.append(f"[stores.{name}]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in settings.items()]
@@ -123,6 +126,7 @@ def events_of(repo: Repository, aip_id: str, etype: str) -> list[EventRow]:
 def replication_jobs(repo: Repository) -> list[Job]:
     with repo.catalog.session() as s:
         return list(
-            s.execute(select(Job).where(Job.kind == "replication").order_by(Job.created_at))
-            .scalars()
+            s.execute(
+                select(Job).where(Job.kind == "replication").order_by(Job.created_at)
+            ).scalars()
         )

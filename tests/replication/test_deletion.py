@@ -240,8 +240,10 @@ def test_replicas_are_written_with_the_stores_retention(tmp_path: Path, moto: Mo
         head = client.head_object(Bucket=bucket, Key=key)
         assert head["ObjectLockMode"] == "GOVERNANCE"
         until = head["ObjectLockRetainUntilDate"]
-        assert datetime.now(UTC) + timedelta(hours=23) < until < datetime.now(UTC) + timedelta(
-            hours=25
+        assert (
+            datetime.now(UTC) + timedelta(hours=23)
+            < until
+            < datetime.now(UTC) + timedelta(hours=25)
         )
     [result] = check_stores(repo.config, ["vault"])
     assert result.ok, result.problems
@@ -266,7 +268,7 @@ def test_stores_check_reports_lock_settings_the_bucket_contradicts(
 def test_deletion_under_object_lock_is_refused_and_deletes_nothing(
     tmp_path: Path, moto: Moto
 ) -> None:
-    repo, bucket = _locked_repo(tmp_path, moto)
+    repo, _ = _locked_repo(tmp_path, moto)
     aip = ingest_aip(repo, tmp_path / "in", "T1", small_files("held"))
     assert replicate_pending(repo).ok
     before = {n: aip_keys(repo.store(n), aip, events=True) for n in ("primary", "vault")}
@@ -279,9 +281,7 @@ def test_deletion_under_object_lock_is_refused_and_deletes_nothing(
     assert err.code == "STO007" and err.exit_status == 5
     assert err.fields["store"] == "vault" and "nothing was deleted" in err.message
     after = {n: aip_keys(repo.store(n), aip, events=True) for n in ("primary", "vault")}
-    assert after["primary"] == before["primary"] | {
-        k for k in after["primary"] if "/events/" in k
-    }
+    assert after["primary"] == before["primary"] | {k for k in after["primary"] if "/events/" in k}
     for name in ("primary", "vault"):
         assert expected_keys(repo, aip) <= after[name]
         assert tombstone_key(aip) not in after[name]

@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy import select, update
 
 from preservation.catalog import queries as q
-from preservation.catalog.models import Aip, AipVersion, Copy, FileCopy
-from preservation.errors import ObjectExists
+from preservation.catalog.models import Aip, AipVersion, Copy, File, FileCopy
+from preservation.errors import ObjectExists, StoreUnavailable
 from preservation.eventlog import EVENTS_DIR
+from preservation.model import utcnow
 from preservation.repository import Repository
 from preservation.storage.local import LocalStore
 from preservation.storage.replicate import (
@@ -169,12 +170,10 @@ def _add_version_2(repo: Repository, aip: str) -> dict[str, bytes]:
                 "origin_version": 1,
             }
             for f in s.execute(
-                select(q.File).where(q.File.version_id == v1.id, q.File.kind == "payload")
+                select(File).where(File.version_id == v1.id, File.kind == "payload")
             ).scalars()
         ]
-        fetch = "".join(
-            f"../v1/{p['path']} {p['size']} {p['path']}\n" for p in payload
-        ).encode()
+        fetch = "".join(f"../v1/{p['path']} {p['size']} {p['path']}\n" for p in payload).encode()
         tags["fetch.txt"] = fetch
         v2 = AipVersion(aip_id=aip, number=2, reason="metadata", descriptive={})
         s.add(v2)
@@ -196,7 +195,7 @@ def _add_version_2(repo: Repository, aip: str) -> dict[str, bytes]:
         s.execute(update(Aip).where(Aip.id == aip).values(current_version=2))
         for path, data in tags.items():
             repo.primary.put(f"{aip}/v2/{path}", io.BytesIO(data))
-        q.add_copy(s, v2.id, "primary", verified_at=q.utcnow())
+        q.add_copy(s, v2.id, "primary", verified_at=utcnow())
         q.add_copy(s, v2.id, "offsite", state="pending")
     return tags
 
@@ -396,3 +395,47 @@ def test_unknown_store_or_primary_is_refused(repo: Repository) -> None:
         replicate_pending(repo, store="primary")
     with pytest.raises(NotInCatalog):
         replicate_pending(repo, aip=str(uuid.uuid4()))
+
+
+def test_a_store_that_is_down_leaves_copies_queued_and_is_not_retried_in_the_run(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aips = [ingest_aip(repo, tmp_path / "in", f"T{i}", small_files(f"d{i}")) for i in range(3)]
+    offsite = repo.store("offsite")
+    calls = []
+
+    def down(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        raise StoreUnavailable(store="offsite", reason="connection refused")
+
+    monkeypatch.setattr(offsite, "put", down)
+    report = replicate_pending(repo, retry_base_delay=0.001)
+
+    assert [r.outcome for r in report.results] == ["waiting", "skipped", "skipped"]
+    assert report.stores_down == {"offsite": "offsite: unavailable (connection refused)"}
+    assert report.exit_status == 5
+    assert len(calls) <= 3 * 4  # the object attempts of the first copy only
+    assert all(copy_states(repo, a)[(1, "offsite")] == "pending" for a in aips)
+    assert not any(events_of(repo, a, "replication") for a in aips)
+    [job] = replication_jobs(repo)
+    assert job.state == "failed" and (job.error or "").startswith("STO003")
+
+    monkeypatch.undo()
+    assert replicate_pending(repo).count("verified") == 3
+
+
+def test_an_interrupt_closes_the_job_and_keeps_the_copy_queued(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aip = ingest_aip(repo, tmp_path / "in", "T1", small_files("int"))
+
+    def interrupt(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(repo.store("offsite"), "put", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        replicate_pending(repo, workers=1)
+    assert copy_states(repo, aip)[(1, "offsite")] == "pending"
+    [job] = replication_jobs(repo)
+    assert job.state == "failed" and "interrupted" in (job.error or "")
+    assert not events_of(repo, aip, "replication")
