@@ -189,6 +189,12 @@ class _Builder:
             ]
             if busy:
                 raise JobBusy(job=f"new version of {self.aip_id}", holder=busy[0]["id"])
+            target = version_prefix(self.aip_id, self.number) + "/"
+            if any(True for _ in self.store.list(target)):
+                raise UsageError(
+                    f"{target} already holds objects on {self.store.name}"
+                    " (leftovers of an unrecorded version)"
+                )
             q.start_job(
                 s,
                 JOB_KIND,
@@ -202,12 +208,6 @@ class _Builder:
                 aip_id=self.aip_id,
                 host=socket.gethostname(),
                 pid=os.getpid(),
-            )
-        target = version_prefix(self.aip_id, self.number) + "/"
-        if any(True for _ in self.store.list(target)):
-            raise UsageError(
-                f"{target} already holds objects on {self.store.name}"
-                " (leftovers: run the version cleanup first)"
             )
 
     def read_previous(self) -> None:
@@ -606,7 +606,10 @@ def materialise(
                 raise UsageError(f"fetch.txt of {aip_id} v{version}: bad path {path!r}")
             out = target / path
             out.parent.mkdir(parents=True, exist_ok=True)
-            with st.open(parse_fetch_url(url)) as src, out.open("wb") as dst:
+            key = parse_fetch_url(url)
+            if not key.startswith(f"{aip_id}/"):
+                raise UsageError(f"fetch.txt of {aip_id} v{version} names another AIP: {url}")
+            with st.open(key) as src, out.open("wb") as dst:
                 shutil.copyfileobj(src, dst, 1024 * 1024)
     return target
 

@@ -36,8 +36,7 @@ Decisions worth knowing (see each module for the details):
   starts with ``repair``; a repair that finds no good copy is a failed one.
 - Sample mode compares with the catalogue only (its point is to read little); full
   mode also compares with the bag manifests.
+
+The package imports nothing by itself (the configuration imports ``budget`` to
+validate budgets and durations); import the module you need.
 """
-
-from preservation.audit.runner import AuditRequest, RunSummary, run_audit
-
-__all__ = ["AuditRequest", "RunSummary", "run_audit"]

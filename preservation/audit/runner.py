@@ -24,16 +24,16 @@ events are written beside the AIPs (``<aip>/events/``) on the stores holding the
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import random
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from preservation.audit.budget import Budget, parse_budget
 from preservation.audit.codes import OUTCOMES
-from preservation.audit.events import emit_run_events
+from preservation.audit.events import FLUSH_COPIES, emit_run_events
 from preservation.audit.executor import Executor, make_executor
 from preservation.audit.fixity import (
     MODES,
@@ -266,7 +266,6 @@ class _StoreRun:
         self.copy_info: dict[int, Any] = {}
         self.notes: dict[int, IncidentNote] = {}
         self.totals: dict[str, Any] = {}
-        self.lock = threading.Lock()
 
     # ------------------------------------------------------------------ run
     def run(self) -> RunSummary:
@@ -312,7 +311,7 @@ class _StoreRun:
                 "outcomes": {},
                 "algorithms": [p.algorithm],
                 "copies": {},
-                "events_emitted": [],
+                "copies_done": 0,
                 "incidents": [],
             }
             self.log = AuditLog(
@@ -382,6 +381,8 @@ class _StoreRun:
                 results.extend(extra)
                 self._commit(results, planner)
                 checkpoint("audit:after-batch")
+                if len(self.totals["copies"]) > FLUSH_COPIES:
+                    self._flush(keep={str(r.task.copy_id) for r in results})
                 if planner.finished:
                     break
         finally:
@@ -550,7 +551,6 @@ class _StoreRun:
                 detail = f"{r.mode} run {run_id}"
             else:
                 detail = f"{info.code} {r.outcome}: {r.detail} ({r.mode} run {run_id})"
-                file_id = None
                 findings.append(
                     Finding(
                         kind=r.outcome,
@@ -561,7 +561,6 @@ class _StoreRun:
                         path=r.task.path,
                         key=r.task.key,
                         detail=r.detail,
-                        file_id=file_id,
                         evidence=_evidence(r),
                     )
                 )
@@ -597,12 +596,8 @@ class _StoreRun:
             self.scanned_copies.add(copy_id)
             info = self.copy_info[copy_id]
             prefix = join_key(info.aip_id, f"v{info.version}") + "/"
-            batch: list[Any] = []
             listing = iter(self.store.list(prefix))
-            while True:
-                batch = [o for _, o in zip(range(1000), listing, strict=False)]
-                if not batch:
-                    break
+            while batch := list(itertools.islice(listing, 1000)):
                 paths = {o.key[len(prefix) :]: o for o in batch}
                 with self.repo.catalog.session() as s:
                     known = aq.known_object_paths(s, info.version_id, info.version, list(paths))
@@ -670,15 +665,22 @@ class _StoreRun:
         s = self.summary
         s.checked, s.bytes = t["checked"], t["bytes"]
         s.outcomes = dict(t["outcomes"])
-        s.copies = len(t["copies"])
+        s.copies = len(t["copies"]) + int(t["copies_done"])
 
     # ------------------------------------------------------------------ end of run
+    def _flush(self, keep: set[str]) -> None:
+        """Events of the copies not in ``keep`` (their checks of this run are done)."""
+        done = [int(c) for c in self.totals["copies"] if c not in keep]
+        _refresh_copies(self.repo, done)
+        self.summary.events += emit_run_events(
+            self.repo, self.summary.run_id, self.p.store, self.p.site, self.totals, keep=keep
+        )
+
     def _finish(self, state: str, error: str | None = None) -> None:
         from preservation.catalog import queries as q
 
         s = self.summary
-        s.events += emit_run_events(self.repo, s.run_id, self.p.store, self.p.site, self.totals)
-        _refresh_copies(self.repo, [int(c) for c in self.totals["copies"]])
+        self._flush(keep=set())
         s.incidents = [n.to_dict() for n in self.notes.values()]
         if self.notes:
             from preservation.audit.alerts import alert_findings
@@ -784,12 +786,11 @@ def finish_interrupted(repo: Repository, store: str) -> list[str]:
         log.info("closing interrupted audit run %s of store %s", job["id"], store)
         totals = dict(job["result"] or {})
         totals.setdefault("copies", {})
-        totals.setdefault("events_emitted", [])
         totals.setdefault("mode", job["params"].get("mode"))
         settings = repo.config.settings.stores.get(store)
         site = settings.site if settings else ""
-        emit_run_events(repo, job["id"], store, site, totals)
         _refresh_copies(repo, [int(c) for c in totals["copies"]])
+        emit_run_events(repo, job["id"], store, site, totals)
         with repo.catalog.session() as s:
             q.set_job_state(
                 s,

@@ -260,3 +260,12 @@ def set_file_format(
     if row is None:
         raise NotInCatalog(kind="file", ident=file_id)
     row.puid, row.mime, row.format_name, row.format_version = puid, mime, name, version
+
+
+def active_aip_ids(session: Session) -> list[str]:
+    """Ids of every active AIP, sorted (format work goes AIP by AIP)."""
+    from preservation.catalog.models import Aip
+
+    return list(
+        session.execute(select(Aip.id).where(Aip.state == "active").order_by(Aip.id)).scalars()
+    )

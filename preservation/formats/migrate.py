@@ -34,9 +34,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from preservation.catalog.version_record import CurrentFile
-from preservation.errors import UsageError
+from preservation.errors import PreservationError, UsageError
 from preservation.formats.policy import AT_RISK, FormatPolicy, PolicyEntry, policy_for
-from preservation.formats.tools import ACTIONS, Action, run_tool, tool_version
+from preservation.formats.tools import ACTIONS, TOOLS, Action, run_tool, tool_version
 from preservation.formats.verify import Verdict, verify_output
 from preservation.model import Agent, Event, new_uuid
 from preservation.paths import join_key
@@ -64,7 +64,7 @@ class Candidate:
             "status": self.entry.status,
             "size": f.size,
             "action": self.action.name if self.action else None,
-            "tool": self.action.tool.executable if self.action else None,
+            "tool": self.action.tool.name if self.action else None,
             "expected_format": (
                 f"{self.action.target_name} ({self.action.outputs[0]})" if self.action else None
             ),
@@ -241,6 +241,8 @@ def convert(repo: Repository, c: Candidate, scratch: Path) -> tuple[Result, Path
         return result, None
     if output is None:
         result.error = f"{act.tool.name} reported success but wrote no {act.extension} file"
+        if act.extra_packages and "no export filter" in run.output:
+            result.error += f" (a module may be missing: {', '.join(act.extra_packages)})"
         return result, None
     result.output_size = output.stat().st_size
     verdict = verify_output(source, output, act, scratch=work, timeout=settings.tool_timeout)
@@ -301,6 +303,8 @@ def run_migrations(
     for c in report.planned:  # every tool present before any work starts
         assert c.action is not None
         c.action.tool.path()
+        if c.action.kind == "av":
+            TOOLS["ffprobe"].path()  # verification reads the streams with it
     agents = default_agents(repo, person)
     root = repo.config.staging_dir
     root.mkdir(parents=True, exist_ok=True)
@@ -343,17 +347,24 @@ def run_migrations(
                     "software",
                     version=result.tool_version,
                 )
-            version = build_version(
-                repo,
-                aip,
-                reason="migration",
-                changes=Changes(
-                    add=new_files,
-                    note=f"migration of {len(new_files)} file(s) by format policy",
-                ),
-                events=events,
-                agents=[*agents, *tool_agents.values()],
-            ).version
+            try:
+                version = build_version(
+                    repo,
+                    aip,
+                    reason="migration",
+                    changes=Changes(
+                        add=new_files,
+                        note=f"migration of {len(new_files)} file(s) by format policy",
+                    ),
+                    events=events,
+                    agents=[*agents, *tool_agents.values()],
+                ).version
+            except PreservationError as e:  # this AIP is left as it was; go on with the next
+                log.error("no new version of %s: %s: %s", aip, e.code, e.message)
+                for result, _ in accepted:
+                    result.accepted = False
+                    result.error = f"output verified, but the new version failed: {e.code}: {e}"
+                continue
             report.versions[aip] = version
             for result, _ in accepted:
                 result.version = version

@@ -245,7 +245,7 @@ def load_policy(settings: FormatsSettings | None = None, root: Path | None = Non
             problems.append(
                 f"{key}: unknown action {e.action!r} (known: {', '.join(sorted(ACTIONS))})"
             )
-        if (
+        elif (
             e.action is not None
             and e.target is not None
             and e.target not in ACTIONS[e.action].outputs

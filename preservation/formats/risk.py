@@ -5,7 +5,9 @@ and ``preservation formats check``) evaluates every payload file of every active
 current version against the *current* policy, so a policy change (a format made
 obsolete by an override) is found on the next run. Files whose status is ``at-risk``
 or ``obsolete`` and were not so at the previous run (or whose status got worse) are
-*newly at risk*; when there are any, ONE summary alert goes out through
+*newly at risk*. (An at-risk original whose migrated derivative is in the same version
+counts as ``at_risk_migrated``, not as at risk.) When there are newly at-risk files,
+ONE summary alert goes out through
 :func:`preservation.audit.alerts.alert_message` (a log line, plus the webhook and mail
 when configured). The previous run's at-risk files are kept in
 ``<formats.state_dir>/risk-state.json``; each run adds one Parquet file of counts per
@@ -31,7 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from preservation.formats.policy import AT_RISK, STATUSES, FormatPolicy, policy_for
-from preservation.model import Event, utcnow
+from preservation.model import Agent, Event, utcnow
 from preservation.paths import join_key
 
 if TYPE_CHECKING:
@@ -57,7 +59,8 @@ class RiskReport:
     by_status: dict[str, dict[str, int]] = field(default_factory=dict)
     by_format: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     at_risk_by_aip: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    at_risk_files: int = 0
+    at_risk_files: int = 0  # at risk, with no migrated derivative yet
+    at_risk_migrated: int = 0  # at risk, but a migrated derivative is in the version
     listed: int = 0
     # at-risk files: key -> (status, path, puid)
     current: dict[str, tuple[str, str, str | None]] = field(default_factory=dict)
@@ -81,6 +84,7 @@ class RiskReport:
                 self.by_format.values(), key=lambda r: (-r["files"], r["puid"] or "")
             ),
             "at_risk_files": self.at_risk_files,
+            "at_risk_migrated": self.at_risk_migrated,
             "at_risk_by_aip": self.at_risk_by_aip,
             "at_risk_listed": self.listed,
             "newly_at_risk": self.newly_at_risk_count,
@@ -88,6 +92,18 @@ class RiskReport:
             "alerted": self.alerted,
             "alert": self.alert,
         }
+
+
+def _by_aip(files: Iterator[CurrentFile]) -> Iterator[list[CurrentFile]]:
+    """Consecutive files of one AIP (the query orders by AIP)."""
+    group: list[CurrentFile] = []
+    for f in files:
+        if group and group[0].aip_id != f.aip_id:
+            yield group
+            group = []
+        group.append(f)
+    if group:
+        yield group
 
 
 def _key(f: CurrentFile) -> str:
@@ -102,42 +118,50 @@ def assess(repo: Repository, policy: FormatPolicy | None = None) -> RiskReport:
     report = RiskReport(utcnow(), policy.version, policy.digest, policy.source)
     report.by_status = {s: {"files": 0, "bytes": 0} for s in STATUSES}
     with repo.catalog.session() as s:
-        for f in current_payload_files(s):
-            entry = policy.lookup(f.puid, f.mime, f.path)
-            status = policy.status_of(f.puid, f.mime, f.path)
-            report.files += 1
-            report.bytes += f.size
-            report.by_status[status]["files"] += 1
-            report.by_status[status]["bytes"] += f.size
-            key = (entry.key if entry else (f.puid or "unidentified"), status)
-            row = report.by_format.get(key)
-            if row is None:
-                row = report.by_format[key] = {
-                    "puid": key[0],
-                    "name": entry.name if entry else (f.format_name or "unidentified"),
-                    "category": entry.category if entry else "other",
-                    "status": status,
-                    "files": 0,
-                    "bytes": 0,
-                }
-            row["files"] += 1
-            row["bytes"] += f.size
-            if status in AT_RISK:
-                report.at_risk_files += 1
-                report.current[_key(f)] = (status, f.payload_path, f.puid)
-                if report.listed < MAX_LISTED:
-                    report.listed += 1
-                    report.at_risk_by_aip.setdefault(f.aip_id, []).append(
-                        {
-                            "path": f.payload_path,
-                            "puid": f.puid,
-                            "format": entry.name if entry else f.format_name,
-                            "status": status,
-                            "action": entry.action if entry else None,
-                            "target": entry.target if entry else None,
-                        }
-                    )
+        for files in _by_aip(current_payload_files(s)):
+            derived = {f.derived_from for f in files if f.derived_from}
+            for f in files:
+                _assess_file(report, policy, f, f.file_uuid in derived)
     return report
+
+
+def _assess_file(report: RiskReport, policy: FormatPolicy, f: CurrentFile, migrated: bool) -> None:
+    entry = policy.lookup(f.puid, f.mime, f.path)
+    status = policy.status_of(f.puid, f.mime, f.path)
+    report.files += 1
+    report.bytes += f.size
+    report.by_status[status]["files"] += 1
+    report.by_status[status]["bytes"] += f.size
+    key = (entry.key if entry else (f.puid or "unidentified"), status)
+    row = report.by_format.get(key)
+    if row is None:
+        row = report.by_format[key] = {
+            "puid": key[0],
+            "name": entry.name if entry else (f.format_name or "unidentified"),
+            "category": entry.category if entry else "other",
+            "status": status,
+            "files": 0,
+            "bytes": 0,
+        }
+    row["files"] += 1
+    row["bytes"] += f.size
+    if status in AT_RISK and migrated:
+        report.at_risk_migrated += 1
+    elif status in AT_RISK:
+        report.at_risk_files += 1
+        report.current[_key(f)] = (status, f.payload_path, f.puid)
+        if report.listed < MAX_LISTED:
+            report.listed += 1
+            report.at_risk_by_aip.setdefault(f.aip_id, []).append(
+                {
+                    "path": f.payload_path,
+                    "puid": f.puid,
+                    "format": entry.name if entry else f.format_name,
+                    "status": status,
+                    "action": entry.action if entry else None,
+                    "target": entry.target if entry else None,
+                }
+            )
 
 
 # ------------------------------------------------------------------ state and trend
@@ -316,10 +340,9 @@ def reidentify(
     repo: Repository, aip_id: str | None = None, *, batch: int = 200
 ) -> ReidentifyReport:
     """Re-identify stored files; every change becomes a ``format identification`` event."""
-    from preservation import eventlog
-    from preservation.catalog.queries import require_aip, stores_with_copies
-    from preservation.catalog.version_record import current_payload_files, set_file_format
-    from preservation.ingest.identify import identify_files, siegfried_version
+    from preservation.catalog.queries import require_aip
+    from preservation.catalog.version_record import active_aip_ids, current_payload_files
+    from preservation.ingest.identify import siegfried_version
     from preservation.versions import default_agents
 
     out = ReidentifyReport(tool=f"Siegfried {siegfried_version()}")
@@ -327,7 +350,22 @@ def reidentify(
     with repo.catalog.session() as s:
         if aip_id is not None:
             require_aip(s, aip_id)
-        files = list(current_payload_files(s, aip_id=aip_id))
+        aips = [aip_id] if aip_id is not None else active_aip_ids(s)
+    for aip in aips:
+        with repo.catalog.session() as s:
+            files = list(current_payload_files(s, aip_id=aip))
+        _reidentify_files(repo, files, out, software, batch)
+    return out
+
+
+def _reidentify_files(
+    repo: Repository, files: list[CurrentFile], out: ReidentifyReport, software: Agent, batch: int
+) -> None:
+    from preservation import eventlog
+    from preservation.catalog.queries import stores_with_copies
+    from preservation.catalog.version_record import set_file_format
+    from preservation.ingest.identify import identify_files
+
     root = repo.config.staging_dir
     root.mkdir(parents=True, exist_ok=True)
     for group in _batches(iter(files), batch):
@@ -350,20 +388,20 @@ def reidentify(
             for path, f in local.items():
                 info = found.get(path)
                 puid = info.puid if info else None
-                if puid == f.puid:
+                mime = info.mime if info else None
+                if puid == f.puid and (mime is None or f.mime is None or mime == f.mime):
                     continue
-                change = f"{f.payload_path}: {f.puid or 'unidentified'} -> {puid or 'unidentified'}"
+                change = (
+                    f"{f.payload_path}: {f.puid or 'unidentified'} ({f.mime or '-'})"
+                    f" -> {puid or 'unidentified'} ({mime or '-'})"
+                )
+                named = " ".join(x for x in (info.name, info.version) if x) if info else ""
                 sig = info.signature if info and info.signature else "PRONOM"
                 event = Event(
                     type="format identification",
                     outcome="success" if puid else "warning",
                     detail=f"re-identification with {out.tool} ({sig})",
-                    outcome_detail=change
-                    + (
-                        f" ({info.name} {info.version or ''})".rstrip()
-                        if info and info.name
-                        else ""
-                    ),
+                    outcome_detail=change + (f": {named}" if named else ""),
                     agents=[(software.identifier, "executing program")],
                     objects=[f.file_uuid or f.path],
                 )
@@ -371,7 +409,7 @@ def reidentify(
                     s,
                     f.file_id,
                     puid=puid,
-                    mime=info.mime if info else None,
+                    mime=mime,
                     name=info.name if info else None,
                     version=info.version if info else None,
                 )
@@ -399,4 +437,3 @@ def reidentify(
         for aip, event, doc in docs:
             names = [n for n in holders[aip] if n in configured]
             eventlog.publish([repo.store(n) for n in names], aip, event, doc)
-    return out

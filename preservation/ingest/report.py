@@ -1,32 +1,28 @@
 """The four-property check report (DA/T 70 四性检测报告) of one transfer or AIP.
 
-A :class:`CheckReport` holds every finding (cheapest checks first), counts them per
-property and result, and says whether ingest is blocked under the configured policy
-(failures of a ``blocking`` property). It renders as stable JSON (the record, validated
-by ``schemas/check-report.schema.json``) and as a bilingual (中文 / English) HTML page
-for people, from the Jinja2 template ``templates/report.html.j2`` with autoescaping on.
+A :class:`CheckReport` holds every finding (cheapest checks first) in a
+:class:`~preservation.ingest.finding_store.FindingStore`, counts them per property and
+result, and says whether ingest is blocked under the configured policy (failures of a
+``blocking`` property). It renders as stable JSON (the record, validated by
+``schemas/check-report.schema.json``) and as a bilingual (中文 / English) HTML page for
+people, from the Jinja2 template ``templates/report.html.j2`` with autoescaping on. Both
+are written to a file piece by piece (:meth:`CheckReport.write_json`,
+:meth:`CheckReport.write_html`), so that memory does not grow with the findings.
 """
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from preservation import AGENT_NAME, __version__
-from preservation.ingest.findings import (
-    CHECKS,
-    PROPERTIES,
-    PROPERTY_ZH,
-    RESULT_ZH,
-    Finding,
-    blocking,
-    sort_findings,
-)
+from preservation.ingest.finding_store import FindingStore
+from preservation.ingest.findings import CHECKS, PROPERTIES, PROPERTY_ZH, RESULT_ZH, Finding
 
 RESULTS: tuple[str, ...] = ("pass", "fail", "warn", "not performed")
 REPORT_FORMAT = "preservation-check-report/1"
@@ -40,33 +36,58 @@ def _iso(dt: datetime) -> str:
     return dt.isoformat()
 
 
-@dataclass
 class CheckReport:
-    transfer: str
-    aip: str | None
-    started: datetime
-    finished: datetime
-    findings: list[Finding]
-    blocking_properties: tuple[str, ...] = ("authenticity", "integrity")
-    settings: dict[str, Any] = field(default_factory=dict)
-    kind: Literal["receipt", "preservation"] = "receipt"
-    # Codes of the checks that ran. A check that ran and found nothing passed; one
-    # that did not run is absent (never reported as passed).
-    performed: Iterable[str] = ()
+    """The report of one check run.
 
-    def __post_init__(self) -> None:
-        self.findings = sort_findings(self.findings)
-        self.blocking_properties = tuple(self.blocking_properties)
-        self.performed = frozenset(self.performed)
+    ``findings`` is any iterable of findings or a :class:`FindingStore` (which the
+    report then reads, sorted, without holding every finding in memory). ``performed``
+    names the checks that ran: a check that ran and found nothing passed; one that did
+    not run is absent (never reported as passed).
+    """
+
+    def __init__(
+        self,
+        transfer: str,
+        aip: str | None,
+        started: datetime,
+        finished: datetime,
+        findings: Iterable[Finding] | FindingStore,
+        blocking_properties: Iterable[str] = ("authenticity", "integrity"),
+        settings: dict[str, Any] | None = None,
+        kind: Literal["receipt", "preservation"] = "receipt",
+        performed: Iterable[str] = (),
+    ) -> None:
+        self.transfer = transfer
+        self.aip = aip
+        self.started = started
+        self.finished = finished
+        self.store = findings if isinstance(findings, FindingStore) else FindingStore(findings)
+        self.blocking_properties = tuple(blocking_properties)
+        self.settings: dict[str, Any] = settings if settings is not None else {}
+        self.kind = kind
+        self.performed = frozenset(performed)
+
+    @property
+    def findings(self) -> FindingStore:
+        """Every finding, cheapest check first (iterable again and again; ``len``)."""
+        return self.store
 
     @property
     def blocking(self) -> list[Finding]:
-        """The failures that block ingest under the configured policy."""
-        return blocking(self.findings, self.blocking_properties)
+        """The failures that block ingest under the configured policy (in memory: for
+        a count use :attr:`blocking_count`, to stream :meth:`iter_blocking`)."""
+        return list(self.iter_blocking())
+
+    def iter_blocking(self) -> Iterator[Finding]:
+        return self.store.blocking(self.blocking_properties)
+
+    @property
+    def blocking_count(self) -> int:
+        return self.store.count_blocking(self.blocking_properties)
 
     @property
     def blocked(self) -> bool:
-        return bool(self.blocking)
+        return self.blocking_count > 0
 
     def summary(self) -> dict[str, dict[str, int]]:
         """Checks per property and result (every property and result present): each
@@ -86,12 +107,10 @@ class CheckReport:
     def checks_used(self) -> dict[str, dict[str, Any]]:
         """Every check that ran or found something, cheapest first, with its result:
         the worst result among its findings, or ``pass`` when it ran and found none."""
-        worst: dict[str, str] = {}
-        for f in self.findings:
-            if _SEVERITY[f.result] > _SEVERITY.get(worst.get(f.code, "pass"), 0):
-                worst[f.code] = f.result
-            else:
-                worst.setdefault(f.code, f.result)
+        worst: dict[str, str] = {
+            code: max((r for r, n in by_result.items() if n), key=_SEVERITY.__getitem__)
+            for code, by_result in self.store.counts().items()
+        }
         codes = sorted(set(worst) | set(self.performed), key=lambda c: (CHECKS[c].cost, c))
         return {
             c: {
@@ -104,7 +123,8 @@ class CheckReport:
             for c in codes
         }
 
-    def to_dict(self) -> dict[str, Any]:
+    def head(self) -> dict[str, Any]:
+        """Everything of the JSON record but the two lists of findings."""
         return {
             "format": REPORT_FORMAT,
             "standard": "DA/T 70-2018",
@@ -120,30 +140,90 @@ class CheckReport:
             "summary": self.summary(),
             "totals": self.totals(),
             "checks": self.checks_used(),
-            "blocking": [f.to_dict() for f in self.blocking],
-            "findings": [f.to_dict() for f in self.findings],
         }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole record in memory (small reports; large ones use write_json)."""
+        d = self.head()
+        d["blocking"] = [f.to_dict() for f in self.iter_blocking()]
+        d["findings"] = [f.to_dict() for f in self.store]
+        return d
+
+    def write_json(self, out: BinaryIO) -> None:
+        """Write the stable UTF-8 JSON record piece by piece (fixed key order,
+        findings sorted, Chinese kept as is); memory does not grow with findings."""
+        head = _dumps(self.head())
+        assert head.endswith("\n}")
+        write = _Writer(out)
+        write(head[:-2])
+        for key, items in (("blocking", self.iter_blocking()), ("findings", iter(self.store))):
+            write(f",\n  {json.dumps(key)}: [")
+            sep = "\n    "
+            for f in items:
+                write(sep + _dumps(f.to_dict()).replace("\n", "\n    "))
+                sep = ",\n    "
+            write("]" if sep == "\n    " else "\n  ]")
+        write("\n}\n")
+        write.flush()
 
     def to_json(self) -> bytes:
         """Stable UTF-8 JSON: fixed key order, findings sorted, Chinese kept as is."""
-        text = json.dumps(self.to_dict(), ensure_ascii=False, indent=2, default=str)
-        return (text + "\n").encode("utf-8")
+        buf = io.BytesIO()
+        self.write_json(buf)
+        return buf.getvalue()
 
-    def to_html(self) -> bytes:
+    def write_html(self, out: BinaryIO) -> None:
+        """Write the bilingual HTML page piece by piece, the findings table row by row."""
         template = _environment().get_template("report.html.j2")
-        html = template.render(
+        blocking_count = self.blocking_count
+        write = _Writer(out)
+        for chunk in template.generate(
             report=self,
-            data=self.to_dict(),
+            data=self.head(),
             properties=PROPERTIES,
             results=RESULTS,
             property_zh=PROPERTY_ZH,
             result_zh=RESULT_ZH,
             kind_zh=KIND_ZH[self.kind],
             kind_en=KIND_EN[self.kind],
-            rows=_rows(self.findings),
-            blocking_rows=_rows(self.blocking),
-        )
-        return html.encode("utf-8")
+            findings_count=len(self.store),
+            blocking_count=blocking_count,
+            rows=_rows(self.store),
+            blocking_rows=_rows(self.iter_blocking()) if blocking_count else iter(()),
+        ):
+            write(chunk)
+        write.flush()
+
+    def to_html(self) -> bytes:
+        buf = io.BytesIO()
+        self.write_html(buf)
+        return buf.getvalue()
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, indent=2, default=str)
+
+
+class _Writer:
+    """Collects text and writes it UTF-8 encoded in blocks of about 64 KiB."""
+
+    def __init__(self, out: BinaryIO, block: int = 1 << 16) -> None:
+        self.out = out
+        self.block = block
+        self.parts: list[str] = []
+        self.size = 0
+
+    def __call__(self, text: str) -> None:
+        self.parts.append(text)
+        self.size += len(text)
+        if self.size >= self.block:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            self.out.write("".join(self.parts).encode("utf-8"))
+        self.parts = []
+        self.size = 0
 
 
 _SEVERITY = {"pass": 0, "not performed": 1, "warn": 2, "fail": 3}

@@ -17,9 +17,10 @@
    ``deletion`` event (agents: the software, the requester, the approver) is appended
    to the event chain and written to the stores.
 
-A deletion cut short (a store down half-way, a kill) leaves the request ``approved``;
-approving it again finishes it. Every step is kept in the request's ``history`` with
-its user and logged with the user names.
+A deletion cut short (a store down half-way, a kill: crash points
+``delete:before-objects`` and ``delete:after-store``) leaves the request ``approved``;
+approving it again (by anyone but the requester) finishes it. Every step is kept in
+the request's ``history`` with its user and logged with the user names.
 
 Only the current version of each S3 object is checked for retention; in a versioned
 bucket an older, still locked version of an object (an object overwritten while

@@ -10,20 +10,25 @@ One copy (one AIP version onto one store):
 
 1. **Claim** it in the catalogue (row lock) and journal the attempt as a ``jobs`` row
    of kind ``replication``. A ``running`` job of a process that is gone (SIGKILL,
-   power cut) is closed as interrupted, and what it may have left on the target is
-   cleared first: unfinished multipart uploads of the copy's keys on S3 stores,
-   temporary files of the copy's keys on local stores.
+   power cut) is closed as interrupted. After an interrupted or failed attempt, what
+   it may have left on the target is cleared first: unfinished multipart uploads of
+   the copy's keys on S3 stores (an upload cut off by a store going down cannot be
+   aborted at that moment), temporary files of the copy's keys on local stores.
+   Finished objects are never removed: they are checked and kept.
 2. **Source**: a verified copy of the same version on a configured, warm store whose
    ``bagit.txt`` is there (the primary first). Cold stores are never read.
 3. **Objects**: every file of the version, at ``<aip>/v<origin version>/<path>`` (a
    later version that reuses payload points at the earlier version's objects, so a
-   new version copies only what the replica lacks). An object already on the target
-   with the right size and SHA-256 is kept: S3 stores report the stored SHA-256 in
+   new version copies only what the replica lacks). The target's version prefixes are
+   listed once per copy; an object already on the target with the right size and
+   SHA-256 is kept: S3 stores report the stored SHA-256 in
    ``head``; local stores keep no checksum, so the existing file is re-hashed (a read
    is cheaper than a rewrite, and a rewrite would not be checked either). Anything else
    is written with ``put(..., digests={"sha256": ...}, size=...)``: the store verifies
    the bytes end to end (S3 sends ``ChecksumSHA256``, the server checks it), so a
-   corrupt source is refused and the next source is tried.
+   corrupt source is refused and the next source is tried. An S3 store configured
+   with ``object_lock_mode``/``object_lock_days`` writes every object with that
+   retention.
 4. **Read-back** (``policy.replication_readback``): ``head`` compares size and the
    stored checksum (size only on local stores, whose ``put`` hashed the bytes it wrote);
    ``full`` re-reads the object and hashes it. Cold stores are always checked by
@@ -38,11 +43,12 @@ One copy (one AIP version onto one store):
    every store holding it (:mod:`preservation.eventlog`).
 
 Failures: a transient error (a store that is down) leaves the copy queued in its
-state with the error in its job, and no further copy is tried on that store in this
-run; the next run (``preservation replicate --pending``, or the scheduler's hourly
-catch-up) finishes it. A permanent error (a source whose bytes do not match the
-catalogue, access denied, ...) makes the copy ``failed`` and records one ``replication``
-event with outcome ``failure`` when the copy first fails. Each object copy is retried
+state with the error in its job; the copy's objects not yet started are not tried, and
+no further copy is tried on that store in this run; the next run (``preservation
+replicate --pending``, or the scheduler's hourly catch-up) finishes it. A permanent
+error (a source whose bytes do not match the catalogue, access denied, ...) makes the
+copy ``failed`` and records one ``replication`` event with outcome ``failure`` when the
+copy first fails. Each object copy is retried
 with exponential backoff (:mod:`preservation.storage.retry`), on top of the stores'
 own per-request retries.
 
@@ -58,7 +64,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -72,6 +78,7 @@ from preservation.errors import (
     ObjectNotFound,
     PreservationError,
     StorageError,
+    StoreUnavailable,
     UsageError,
 )
 from preservation.eventlog import append as append_event
@@ -360,6 +367,9 @@ class Replicator:
                 f"AIP {claim.aip_id} v{claim.version}: the catalogue lists no {BAG_DECLARATION}"
             )
         body = [f for f in files if f.path != BAG_DECLARATION]
+        # One listing per version prefix tells which objects are there at all, so
+        # that an object not there costs no request before it is written.
+        listed = self._listing(target, claim.aip_id, {f.origin_version for f in files})
 
         # Once an object failed for good, the objects not yet started are not tried:
         # the copy has failed (or its store is down) and waits for the next run.
@@ -369,7 +379,7 @@ class Replicator:
             if failed:
                 raise failed[0]
             try:
-                return self._object(claim.aip_id, f, sources, target, cold)
+                return self._object(claim.aip_id, f, sources, target, cold, listed)
             except PreservationError as e:
                 failed.append(e)
                 raise
@@ -392,17 +402,25 @@ class Replicator:
     def _settings(self, name: str) -> Any:
         return self.repo.config.store_settings(name)
 
+    @staticmethod
+    def _listing(target: Store, aip_id: str, versions: set[int]) -> dict[str, int]:
+        """``{key: size}`` of what the target holds under the given version prefixes."""
+        found: dict[str, int] = {}
+        for v in sorted(versions):
+            found.update((i.key, i.size) for i in target.list(join_key(aip_id, f"v{v}") + "/"))
+        return found
+
     def _sources(self, claim: rq.Claim, candidates: Sequence[str]) -> list[Store]:
         """Readable stores holding the declared version, in preference order."""
         configured = self.repo.config.settings.stores
-        usable = [
-            n
-            for n in candidates
-            if n in configured and not configured[n].cold and n not in self.down
-        ]
+        readable = [n for n in candidates if n in configured and not configured[n].cold]
+        usable = [n for n in readable if n not in self.down]
         declaration = join_key(claim.aip_id, f"v{claim.version}", BAG_DECLARATION)
         found: list[Store] = []
-        first_error: PreservationError | None = None
+        first_error: PreservationError | None = next(
+            (StoreUnavailable(store=n, reason=self.down[n]) for n in readable if n in self.down),
+            None,
+        )
         for name in usable:
             store = self.repo.store(name)
             try:
@@ -448,12 +466,20 @@ class Replicator:
         sources: Sequence[Store],
         target: Store,
         cold: bool,
+        listed: Mapping[str, int],
     ) -> _Object:
         key = object_key(aip_id, f.origin_version, f.path)
         label = f"{target.name}:{key}"
+        first = [True]
 
         def attempt() -> _Object:
-            present, hashed = self._present(target, key, f)
+            # The listing is only good for the first attempt: a failed attempt may
+            # have written the object since.
+            if first[0] and key not in listed:
+                present, hashed = False, False
+            else:
+                present, hashed = self._present(target, key, f)
+            first[0] = False
             if present:
                 if self.readback == "full" and not cold and not hashed:
                     self._readback(target, key, f, full=True)

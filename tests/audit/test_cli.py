@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from preservation.audit.scheduler import DEFAULT_SLOTS, resolve_function
+from preservation.catalog.models import Copy
 from preservation.cli import main
 from preservation.repository import Repository
 from tests.audit.builders import (
@@ -97,6 +99,7 @@ def test_scheduler_list_and_run_once(
     repo = make_repo(
         tmp_path / "repo",
         LOCAL_STORES.replace("fixity_interval_days = 90", "fixity_interval_days = 1"),
+        extra='[scheduler.jobs.drill]\ncron = "0 5 * * 6"\nfunction = "preservation.no:drill"\n',
     )
     run = _Cli(repo, capsys, monkeypatch)
     aip = build_aip(repo, {"a.bin": content(1, 64)})
@@ -106,11 +109,18 @@ def test_scheduler_list_and_run_once(
     assert by_id["audit:primary"]["registered"] and by_id["audit:offsite"]["registered"]
     assert by_id["audit:primary"]["schedule"] == "0 2 * * *"
     # slots of later parts are there, registered only once their function exists
-    assert (
-        not by_id["format-risk"]["registered"]
-        and "does not exist" in by_id["format-risk"]["reason"]
-    )
-    assert not by_id["report"]["registered"]
+    for slot in ("format-risk", "report"):
+        exists = resolve_function(str(DEFAULT_SLOTS[slot].function)) is not None
+        assert by_id[slot]["registered"] == exists, by_id[slot]
+    assert not by_id["drill"]["registered"]
+    assert by_id["drill"]["reason"] == "preservation.no:drill does not exist (yet)"
+    # the hourly replication catch-up, once: the offsite copy queued at ingest is made
+    if by_id["replication"]["registered"]:
+        code, data = run("scheduler", "run-once", "replication")
+        assert code == 0, data
+        with repo.catalog.session() as s:
+            states = {c.store_name: c.state for c in s.query(Copy).all()}
+        assert states == {"primary": "verified", "offsite": "verified"}
     flip_byte(repo, "primary", f"{aip}/v1/data/a.bin")
     code, data = run("scheduler", "run-once", "audit:primary")
     assert code == 4  # a 1-day interval: the daily share is the whole store

@@ -9,6 +9,7 @@ and the catalogue, the PREMIS events and the Parquet log say what happened.
 from __future__ import annotations
 
 import hashlib
+import io
 
 import pytest
 from sqlalchemy import select
@@ -219,3 +220,23 @@ def test_copy_of_version_rows(repo: Repository) -> None:
             ).scalars()
         )
     assert states == {"pending"}
+
+
+@pytest.mark.seaweedfs
+def test_inventory_compares_the_checksum_an_s3_store_keeps(s3_repo: Repository) -> None:
+    aip = build_aip(s3_repo, FILES)
+    place_replica(s3_repo, aip, "offsite")
+    key = f"{aip}/v1/data/doc-3.bin"
+    other = bytes(reversed(FILES["doc-3.bin"]))  # same size, other bytes: a wrong upload
+    s3_repo.store("offsite").put(key, io.BytesIO(other), size=len(other), overwrite=True)
+    (inv,) = run_audit(s3_repo, AuditRequest(store="offsite", mode="inventory", aip=aip))
+    assert inv.outcomes == {"pass": 11, "checksum": 1}
+    (incident,) = inv.incidents
+    assert incident["kind"] == "checksum" and incident["path"] == "data/doc-3.bin"
+    rows = [r for r in log_rows(s3_repo) if r["run_id"] == inv.run_id]
+    assert "sha256" in {r["algorithm"] for r in rows}  # the store's own checksum, no read
+    bad = [r for r in rows if r["outcome"] == "checksum"]
+    assert bad and bad[0]["code"] == "AUD005"
+    assert bad[0]["actual"] == hashlib.sha256(other).hexdigest()
+    assert repair_incidents(s3_repo).ok
+    assert read_object(s3_repo, "offsite", key) == FILES["doc-3.bin"]

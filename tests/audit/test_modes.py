@@ -159,3 +159,16 @@ def test_events_verify_after_audit_and_repair(repo: Repository) -> None:
     assert bad.exit_code == 4
     report = json.loads(bad.output)
     assert report["ok"] is False and report["first_break"]["seq"] == row.seq
+
+
+def test_auto_repair_policy(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", extra="[audit]\nauto_repair = true\n")
+    aip = build_aip(repo, FILES)
+    place_replica(repo, aip, "offsite")
+    repo.primary.delete(f"{aip}/v1/data/f3.txt")
+    (r,) = run_audit(repo, AuditRequest(store="primary", aip=aip))
+    assert r.failures == 1
+    assert r.repair is not None and r.repair["repaired"] == 1
+    assert repo.primary.exists(f"{aip}/v1/data/f3.txt")
+    (off,) = run_audit(repo, AuditRequest(store="primary", aip=aip, repair=False))
+    assert off.failures == 0 and off.repair is None

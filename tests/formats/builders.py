@@ -20,16 +20,7 @@ def need(executable: str) -> str:
     return found
 
 
-def make_docx(folder: Path, name: str = "letter", paragraphs: int = 40) -> Path:
-    """A DOCX made by LibreOffice from a text file (python-docx is not a dependency)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    text = folder / f"{name}.txt"
-    text.write_text(
-        "\n\n".join(
-            f"Paragraph {i}: 关于档案数字化的通知 - the quick brown fox." for i in range(paragraphs)
-        ),
-        encoding="utf-8",
-    )
+def _soffice_convert(text: Path, convert_to: str, folder: Path) -> None:
     work = folder / "lo-work"
     work.mkdir(exist_ok=True)
     subprocess.run(
@@ -38,7 +29,7 @@ def make_docx(folder: Path, name: str = "letter", paragraphs: int = 40) -> Path:
             f"-env:UserInstallation={(work / 'profile').as_uri()}",
             "--headless",
             "--convert-to",
-            "docx:MS Word 2007 XML",
+            convert_to,
             "--outdir",
             str(folder),
             str(text),
@@ -50,9 +41,45 @@ def make_docx(folder: Path, name: str = "letter", paragraphs: int = 40) -> Path:
     )
     text.unlink()
     shutil.rmtree(work)
+
+
+def make_docx(folder: Path, name: str = "letter", paragraphs: int = 40) -> Path:
+    """A DOCX made by LibreOffice from a text file (python-docx is not a dependency)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = folder / f"{name}.txt"
+    text.write_text(
+        "\n\n".join(
+            f"Paragraph {i}: 关于档案数字化的通知 - the quick brown fox." for i in range(paragraphs)
+        ),
+        encoding="utf-8",
+    )
+    _soffice_convert(text, "docx:MS Word 2007 XML", folder)
     out = folder / f"{name}.docx"
     assert out.is_file()
     return out
+
+
+def make_xls(folder: Path, name: str = "ledger", rows: int = 20) -> Path:
+    """An Excel 97 workbook made by LibreOffice Calc from a CSV file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    csv = folder / f"{name}.csv"
+    csv.write_text(
+        "item,amount\n" + "".join(f"row {i},{i * 3}\n" for i in range(rows)), encoding="utf-8"
+    )
+    _soffice_convert(csv, "xls:MS Excel 97", folder)
+    out = folder / f"{name}.xls"
+    assert out.is_file()
+    return out
+
+
+def make_pdf(path: Path, pages: int = 3) -> Path:
+    """A plain (non-PDF/A) PDF 1.4 of ``pages`` pages, written by Pillow."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = [Image.new("RGB", (60, 80), (40 * i % 256, 90, 150)) for i in range(pages)]
+    images[0].save(path, "PDF", save_all=True, append_images=images[1:])
+    return path
 
 
 def make_image(path: Path, fmt: str, size: tuple[int, int] = (120, 80)) -> Path:
@@ -115,7 +142,15 @@ def make_video(path: Path, seconds: int = 1) -> Path:
     return path
 
 
-def sys_executable() -> str:
-    import sys
+def truncate_docx_body(docx: Path, out: Path) -> Path:
+    """A DOCX whose main part (word/document.xml) is cut in half: still identified as
+    DOCX by its container signature, but the document itself is truncated."""
+    import zipfile
 
-    return sys.executable
+    with zipfile.ZipFile(docx) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "word/document.xml":
+                data = data[: len(data) // 2]
+            dst.writestr(info, data)
+    return out

@@ -439,3 +439,20 @@ def test_an_interrupt_closes_the_job_and_keeps_the_copy_queued(
     [job] = replication_jobs(repo)
     assert job.state == "failed" and "interrupted" in (job.error or "")
     assert not events_of(repo, aip, "replication")
+
+
+def test_a_source_that_is_down_makes_copies_wait_not_fail(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aips = [ingest_aip(repo, tmp_path / "in", f"T{i}", small_files(f"s{i}")) for i in range(2)]
+
+    def down(key: str) -> None:
+        raise StoreUnavailable(store="primary", reason="connection refused")
+
+    monkeypatch.setattr(repo.primary, "head", down)
+    report = replicate_pending(repo)
+
+    assert [r.outcome for r in report.results] == ["waiting", "waiting"]
+    assert all(r.error is not None and r.error.code == "STO003" for r in report.results)
+    assert "primary" in report.stores_down
+    assert all(copy_states(repo, a)[(1, "offsite")] == "pending" for a in aips)
