@@ -52,7 +52,7 @@ from preservation.audit.parquet_log import AuditLog, result_rows, unexpected_row
 from preservation.audit.plan import Planner, auto_budget, group_units
 from preservation.errors import PreservationError, UsageError
 from preservation.faults import checkpoint
-from preservation.hashing import check_algorithms
+from preservation.hashing import SUPPORTED, check_algorithms
 from preservation.model import utcnow
 from preservation.paths import join_key
 from preservation.progress import Reporter, Silent
@@ -443,9 +443,7 @@ class _StoreRun:
             ), None
         algs: tuple[str, ...] = (p.algorithm,)
         if p.all_digests:
-            names = [
-                f"manifest-{a}.txt" for a in ("md5", "sha1", "sha224", "sha256", "sha384", "sha512")
-            ]
+            names = [f"manifest-{a}.txt" for a in SUPPORTED]
             present = [c.path for c in aq.copy_files(s, copy_id, names)]
             algs = tuple(dict.fromkeys([p.algorithm, *manifest_algorithms(present)]))
         if not any(a in CATALOGUE_DIGESTS for a in algs):

@@ -363,7 +363,8 @@ class SchedulerService:
             self.scheduler = None
 
     def list_jobs(self) -> list[dict[str, Any]]:
-        """The configured jobs with their next run time in the job store (read only)."""
+        """The configured jobs with their next run time in the job store (the jobs are
+        not changed; the job store table is created if it is missing)."""
         scheduler = self.build()
         scheduler.start(paused=True)
         try:

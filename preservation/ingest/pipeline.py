@@ -30,6 +30,7 @@ import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from preservation.executor import bounded_map
 from preservation.faults import checkpoint
 from preservation.hashing import hash_file
 from preservation.ingest import findings as fnd
+from preservation.ingest.finding_store import FindingStore
 from preservation.ingest.spool import EntrySpool
 from preservation.model import Agent, Event, FileEntry, Record, new_uuid, utcnow
 from preservation.paths import join_key
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 STAGING_PREFIX = ".staging"
 BAG_DECLARATION = "bagit.txt"
 BATCH = 2000  # files per identification call: larger batches identify faster
+RECEIPT_FINDINGS = 100  # findings listed in a receipt (the report lists every one)
 
 fnd.define("FIX-001", "authenticity", "Supplied fixity matches", "移交固定值一致", cost=40)
 fnd.define("FIX-002", "authenticity", "Every file has supplied fixity", "固定值覆盖全部文件", 40)
@@ -81,7 +84,11 @@ class Receipt:
     report: str
     checks: dict[str, int]
     dry_run: bool
+    # the first RECEIPT_FINDINGS findings that did not pass, cheapest first; the report
+    # has them all (findings_total of them; findings_truncated when more than listed)
     findings: list[dict[str, Any]] = field(default_factory=list)
+    findings_total: int = 0
+    findings_truncated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -127,13 +134,14 @@ class _Ingest:
         self.submitter = req.submitter or os.environ.get("USER") or "unknown"
         self.agents = _agents(repo, self.submitter)
         self.software = self.agents[0].identifier
-        self.findings: list[fnd.Finding] = []
         self.events: list[Event] = []
         self.records: list[Record] = []
         self.work = Path(
             tempfile.mkdtemp(prefix=f"ingest-{self.job_id}-", dir=self._staging_root())
         )
         self.spool = EntrySpool(self.work / "entries.jsonl")
+        # every finding, spilled to disk in sorted runs: memory does not grow with files
+        self.findings = FindingStore(directory=self.work / "findings")
         self.staged: list[str] = []  # bag paths staged in the primary store
         # gathered while streaming, so that no extra pass over the spool is needed
         self._payload_hash = hashlib.sha256()
@@ -305,7 +313,7 @@ class _Ingest:
         if not supplied:
             return
         have = {f.path for f in self.files}
-        failed = [f for f in self.findings if f.code == "FIX-001"]
+        failed = self.findings.count("FIX-001", "fail")
         missing = sorted(have - set(supplied))
         for path in missing:
             self.findings.append(
@@ -316,8 +324,8 @@ class _Ingest:
             "fixity check",
             outcome,
             "supplied fixity (bag manifests or checksum file) compared with computed digests",
-            f"{len(supplied) - len(failed)} of {len(supplied)} supplied digests verified"
-            + (f"; {len(failed)} mismatches" if failed else ""),
+            f"{len(supplied) - failed} of {len(supplied)} supplied digests verified"
+            + (f"; {failed} mismatches" if failed else ""),
         )
         if not failed:
             self.findings.append(
@@ -343,19 +351,20 @@ class _Ingest:
         from preservation.ingest.virus import scan
 
         self.findings.extend(scan(self.transfer.payload_root, self.settings.virus_scanner))
-        vir = [f for f in self.findings if f.code.startswith("VIR")]
+        vir = [c for c in self.findings.codes() if c.startswith("VIR")]
         vir_outcome = (
             "not performed"
-            if all(f.result == "not performed" for f in vir)
-            else ("failure" if any(f.result == "fail" for f in vir) else "success")
+            if sum(self.findings.count(c) for c in vir)
+            == sum(self.findings.count(c, "not performed") for c in vir)
+            else ("failure" if sum(self.findings.count(c, "fail") for c in vir) else "success")
         )
         self.event("virus check", vir_outcome, f"scanner: {self.settings.virus_scanner}")
-        blocking = fnd.blocking(self.findings, self.settings.blocking)
+        blocking = self.findings.count_blocking(self.settings.blocking)
         self.event(
             "validation",
             "failure" if blocking else "success",
             "DA/T 70 four-property check at receipt",
-            f"{len(self.findings)} findings, {len(blocking)} blocking",
+            f"{len(self.findings)} findings, {blocking} blocking",
         )
         self.report = CheckReport(
             transfer=self.transfer.name,
@@ -428,10 +437,12 @@ class _Ingest:
         (tag_dir / "metadata").mkdir(parents=True)
         extra: dict[str, Path] = {}
         report_json = tag_dir / "metadata" / "report.json"
-        report_json.write_bytes(self.report.to_json())
+        with report_json.open("wb") as out:
+            self.report.write_json(out)
         extra["metadata/report.json"] = report_json
         report_html = tag_dir / "metadata" / "report.html"
-        report_html.write_bytes(self.report.to_html())
+        with report_html.open("wb") as out:
+            self.report.write_html(out)
         extra["metadata/report.html"] = report_html
         for rel, src in (getattr(self.transfer, "submission_tag_files", None) or {}).items():
             dst = tag_dir / "metadata" / "submission" / rel
@@ -643,7 +654,7 @@ class _Ingest:
             if report.blocked:
                 path = self._keep_report("refused")
                 raise IngestRefused(
-                    f"{self.transfer.name}: {len(report.blocking)} blocking finding(s);"
+                    f"{self.transfer.name}: {report.blocking_count} blocking finding(s);"
                     f" report: {path}",
                     report=report,
                 )
@@ -656,6 +667,12 @@ class _Ingest:
             self.finalise(tags)
             return self._receipt(join_key(aip_prefix(self.aip_id, 1), "metadata/report.html"))
         except BaseException as exc:
+            if isinstance(exc, IngestRefused):
+                # the refusal carries the report: its findings outlive the work folder
+                # (removed with the report)
+                self.findings.detach(self._staging_root())
+            else:
+                self.findings.close()
             self._abort(exc)
             raise
         finally:
@@ -666,8 +683,10 @@ class _Ingest:
         reports = self.repo.config.staging_dir / "reports"
         reports.mkdir(parents=True, exist_ok=True)
         stem = reports / f"{utcnow():%Y%m%dT%H%M%SZ}-{kind}-{self.job_id}"
-        stem.with_suffix(".json").write_bytes(self.report.to_json())
-        stem.with_suffix(".html").write_bytes(self.report.to_html())
+        with stem.with_suffix(".json").open("wb") as out:
+            self.report.write_json(out)
+        with stem.with_suffix(".html").open("wb") as out:
+            self.report.write_html(out)
         return stem.with_suffix(".html")
 
     def _abort(self, exc: BaseException) -> None:
@@ -693,6 +712,8 @@ class _Ingest:
         for check in self.report.checks_used().values():
             summary[check["result"]] = summary.get(check["result"], 0) + 1
         volumes = sum(1 for r in self.records if r.level == "volume")
+        not_passed = (f for f in self.findings if f.result != "pass")
+        total = len(self.findings) - self.findings.count(result="pass")
         return Receipt(
             aip=None if self.req.dry_run else self.aip_id,
             version=None if self.req.dry_run else 1,
@@ -707,7 +728,9 @@ class _Ingest:
             report=report,
             checks=summary,
             dry_run=self.req.dry_run,
-            findings=[f.to_dict() for f in fnd.sort_findings(self.findings) if f.result != "pass"],
+            findings=[f.to_dict() for f in islice(not_passed, RECEIPT_FINDINGS)],
+            findings_total=total,
+            findings_truncated=total > RECEIPT_FINDINGS,
         )
 
 

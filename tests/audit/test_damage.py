@@ -206,7 +206,7 @@ def _path() -> object:
     return select(File.path).where(File.id == FileCopy.file_id).scalar_subquery()
 
 
-def test_copy_of_version_rows(repo: Repository) -> None:
+def test_pending_copies_are_not_audited(repo: Repository) -> None:
     """The audit never touches a pending copy (replication's queue)."""
     aip = build_aip(repo, FILES)
     (run,) = run_audit(repo, AuditRequest(store="offsite", mode="full", aip=aip))

@@ -221,3 +221,87 @@ def test_report_from_real_checks_validates(tmp_path: Path) -> None:
     assert any(f["code"] == "OPEN-004" and f["file"] == "scan.tif" for f in data["findings"])
     page = r.to_html().decode("utf-8")
     assert "scan.tif" in page and "mystery" in page
+
+
+def many_findings(n: int, seed: int = 7) -> list[Finding]:
+    import random
+
+    rng = random.Random(seed)
+    codes = ["FMT-002", "FMT-003", "OPEN-001", "OPEN-002", "VIR-001"]
+    return [
+        Finding(
+            rng.choice(codes),
+            rng.choice(["pass", "fail", "warn", "not performed"]),
+            f"finding {i} <{i}>",
+            file=rng.choice([None, f"dir/f{rng.randint(0, n // 3):05d}.bin"]),
+            row=rng.choice([None, rng.randint(2, 9)]),
+            details={"i": i} if i % 4 else {},
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("buffer", [1, 7, 50, 100_000])
+def test_store_streams_findings_sorted_like_sort_findings(buffer: int) -> None:
+    # buffer 1 and 7 spill more runs than MAX_RUNS: the runs of a code are merged.
+    from preservation.ingest.finding_store import FindingStore
+    from preservation.ingest.findings import sort_findings
+
+    items = many_findings(600)
+    store = FindingStore(items, buffer=buffer)
+    assert store.spilled == (buffer < len(items))
+    assert len(store) == 600 and bool(store)
+    expected = sort_findings(items)
+    assert list(store) == expected
+    assert list(store) == expected  # iterable again
+    assert store.count("OPEN-002", "fail") == sum(
+        1 for f in items if f.code == "OPEN-002" and f.result == "fail"
+    )
+    assert list(store.blocking(["usability"])) == [
+        f for f in expected if f.result == "fail" and f.property == "usability"
+    ]
+    store.close()
+    assert len(store) == 0 and list(store) == []
+
+
+def test_store_spills_to_its_folder_and_cleans_up(tmp_path: Path) -> None:
+    from preservation.ingest.finding_store import FindingStore
+
+    folder = tmp_path / "work" / "findings"
+    store = FindingStore(many_findings(300), directory=folder, buffer=20)
+    assert any(folder.iterdir())
+    expected = list(store)
+    # the owner of the folder removes it; detached runs live on beside it
+    store.detach(tmp_path)
+    assert not any(folder.iterdir())
+    assert list(store) == expected
+    moved = next(p for p in tmp_path.iterdir() if p.name.startswith("findings-"))
+    store.close()
+    assert not moved.exists()
+
+
+def test_report_from_a_spilled_store_is_the_same_report() -> None:
+    from preservation.ingest.finding_store import FindingStore
+
+    items = many_findings(500)
+    kw: dict[str, Any] = {"blocking_properties": ("usability",), "performed": {"FMT-001"}}
+    small = report(items, **kw)
+    spilled = report(FindingStore(items, buffer=13), **kw)
+    assert spilled.findings.spilled
+    assert spilled.to_json() == small.to_json()
+    assert spilled.to_html() == small.to_html()
+    data = json.loads(spilled.to_json())
+    validate(data)
+    assert len(data["findings"]) == 500
+    assert len(data["blocking"]) == spilled.blocking_count == len(small.blocking)
+    assert data["blocking"] == [f.to_dict() for f in small.blocking]
+    out = io.BytesIO()
+    spilled.write_html(out)
+    doc = lhtml.fromstring(out.getvalue().decode("utf-8"))
+    assert len(cells(doc.xpath("//table[@class='findings']")[0])) == 501
+
+
+def test_empty_report_json_is_valid() -> None:
+    data = json.loads(report([]).to_json())
+    validate(data)
+    assert data["findings"] == [] and data["blocking"] == [] and data["blocked"] is False
