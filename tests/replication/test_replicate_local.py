@@ -3,7 +3,6 @@ versions, corrupt sources, leftovers of killed workers, permanent failures."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import socket
@@ -14,10 +13,9 @@ import pytest
 from sqlalchemy import select, update
 
 from preservation.catalog import queries as q
-from preservation.catalog.models import Aip, AipVersion, Copy, File, FileCopy
+from preservation.catalog.models import Copy, File, FileCopy
 from preservation.errors import ObjectExists, StoreUnavailable
 from preservation.eventlog import EVENTS_DIR
-from preservation.model import utcnow
 from preservation.repository import Repository
 from preservation.storage.local import LocalStore
 from preservation.storage.replicate import (
@@ -150,69 +148,35 @@ def test_full_readback_mode(tmp_path: Path) -> None:
     assert "read-back full" in event.outcome_detail
 
 
-def _add_version_2(repo: Repository, aip: str) -> dict[str, bytes]:
-    """A metadata-only version 2: new tag files under v2/, payload reused from v1
-    (``origin_version`` 1), the way a version with fetch.txt is recorded."""
-    tags = {
-        "bagit.txt": b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n",
-        "bag-info.txt": b"Bagging-Date: 2026-11-26\nExternal-Identifier: v2\n",
-        "fetch.txt": b"",
-        "metadata/mets.xml": b"<mets>version 2</mets>\n",
-    }
-    with repo.catalog.session() as s:
-        v1 = q.get_version(s, aip, 1)
-        payload = [
-            {
-                "path": f.path,
-                "kind": "payload",
-                "size": f.size,
-                "sha256": f.sha256,
-                "origin_version": 1,
-            }
-            for f in s.execute(
-                select(File).where(File.version_id == v1.id, File.kind == "payload")
-            ).scalars()
-        ]
-        fetch = "".join(f"../v1/{p['path']} {p['size']} {p['path']}\n" for p in payload).encode()
-        tags["fetch.txt"] = fetch
-        v2 = AipVersion(aip_id=aip, number=2, reason="metadata", descriptive={})
-        s.add(v2)
-        s.flush()
-        q.add_files_batched(s, v2.id, payload)
-        q.add_files_batched(
-            s,
-            v2.id,
-            [
-                {
-                    "path": path,
-                    "kind": "tag",
-                    "size": len(data),
-                    "sha256": hashlib.sha256(data).hexdigest(),
-                }
-                for path, data in tags.items()
-            ],
-        )
-        s.execute(update(Aip).where(Aip.id == aip).values(current_version=2))
-        for path, data in tags.items():
-            repo.primary.put(f"{aip}/v2/{path}", io.BytesIO(data))
-        q.add_copy(s, v2.id, "primary", verified_at=utcnow())
-        q.add_copy(s, v2.id, "offsite", state="pending")
-    return tags
-
-
 def test_a_new_version_replicates_only_what_the_replica_lacks(
     repo: Repository, tmp_path: Path
 ) -> None:
+    from preservation.versions import Changes, NewFile, new_version
+
     aip = ingest_aip(repo, tmp_path / "in", "T1", small_files("v", n=6))
     assert replicate_pending(repo).ok
-    tags = _add_version_2(repo, aip)
+    added = tmp_path / "added.txt"
+    added.write_bytes(b"a file added by version 2\n" * 40)
+    number = new_version(
+        repo,
+        aip,
+        reason="metadata",
+        changes=Changes(add=[NewFile("added.txt", added)], note="test"),
+    )
+    assert number == 2
+    with repo.catalog.session() as s:
+        v2 = q.get_version(s, aip, 2)
+        files = list(s.execute(select(File).where(File.version_id == v2.id)).scalars())
+    carried = [f for f in files if f.origin_version == 1]
+    new = [f for f in files if f.origin_version == 2]
+    assert len(carried) == 6 and {f.kind for f in carried} == {"payload"}
 
     report = replicate_pending(repo)
 
     [result] = report.results
     assert result.outcome == "verified" and result.version == 2
-    assert result.copied == len(tags)  # only the new tag files
-    assert result.present == 6  # the payload already there under v1/
+    assert result.copied == len(new)  # the new file and v2's tag files
+    assert result.present == len(carried)  # the payload already there under v1/
     assert aip_keys(repo.store("offsite"), aip) == expected_keys(repo, aip)
     assert copy_states(repo, aip)[(2, "offsite")] == "verified"
     assert len(events_of(repo, aip, "replication")) == 2  # one per version and store
