@@ -378,6 +378,15 @@ def stale_copies(session: Session, store: str, cutoff: dt.datetime) -> set[int]:
     return set(rows)
 
 
+def damaged_copies(session: Session) -> set[int]:
+    """Copies with a file whose last fixity outcome was a failure or a missing object
+    (an audit found damage that no repair has fixed yet): not counted as verified."""
+    rows = session.execute(
+        select(FileCopy.copy_id).where(FileCopy.outcome.in_(("fail", "missing"))).distinct()
+    ).scalars()
+    return set(rows)
+
+
 @dataclass(frozen=True)
 class AipCopyRow:
     aip_id: str

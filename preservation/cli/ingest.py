@@ -54,6 +54,12 @@ def bag_validate(path: Path, fast: bool, completeness_only: bool, processes: int
 @click.option("--submitter", default=None, help="Person submitting (default: $USER).")
 @click.option("--reference-code", default=None, help="Reference code (档号) of the transfer.")
 @click.option("--cleanup", is_flag=True, help="Remove leftovers of interrupted ingests.")
+@click.option(
+    "--replicate/--no-replicate",
+    default=True,
+    show_default=True,
+    help="Replicate the new AIP to the replica stores at once (else it waits in the queue).",
+)
 @json_option
 def ingest(
     path: Path | None,
@@ -64,9 +70,15 @@ def ingest(
     submitter: str | None,
     reference_code: str | None,
     cleanup: bool,
+    replicate: bool,
 ) -> None:
     """Ingest a transfer (folder, zip, tar, BagIt bag) as an AIP into the primary store."""
-    from preservation.ingest.pipeline import IngestRequest, cleanup_interrupted, run_ingest
+    from preservation.ingest.pipeline import (
+        IngestRequest,
+        cleanup_interrupted,
+        ingest_and_replicate,
+        run_ingest,
+    )
     from preservation.progress import reporter
 
     repo = state().repository()
@@ -87,7 +99,8 @@ def ingest(
         reference_code=reference_code,
     )
     with reporter(enabled=not state().json) as progress:
-        receipt = run_ingest(repo, request, progress=progress)
+        run = ingest_and_replicate if replicate and not dry_run else run_ingest
+        receipt = run(repo, request, progress=progress)
     emit(receipt.to_dict(), lambda: _print_receipt(receipt))
 
 
@@ -110,4 +123,10 @@ def _print_receipt(receipt: Any) -> None:
             t.add_row(key, str(d[key]))
     summary = d.get("checks", {})
     t.add_row("checks", ", ".join(f"{k}: {v}" for k, v in summary.items()))
+    rep = d.get("replication")
+    if rep is not None:
+        text = f"{rep['verified']} verified, {rep['waiting']} waiting, {rep['failed']} failed"
+        if rep["stores_down"]:
+            text += f" (down: {', '.join(rep['stores_down'])}; run 'replicate --pending' later)"
+        t.add_row("replication", text)
     console.print(t)

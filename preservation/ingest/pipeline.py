@@ -89,6 +89,8 @@ class Receipt:
     findings: list[dict[str, Any]] = field(default_factory=list)
     findings_total: int = 0
     findings_truncated: bool = False
+    # what replicating the new AIP straight after ingest did (None: not attempted)
+    replication: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -789,6 +791,29 @@ def run_ingest(
     if not request.dry_run:
         cleanup_interrupted(repo)
     return _Ingest(repo, request, progress or Silent()).run()
+
+
+def ingest_and_replicate(
+    repo: Repository, request: IngestRequest, progress: Reporter | None = None
+) -> Receipt:
+    """Ingest, then replicate the new AIP to every replica store at once.
+
+    A replica store that is down does not undo the ingest: the AIP is on the primary,
+    its copies stay queued in the catalogue, health shows the lag and
+    ``replicate --pending`` (or the scheduler's hourly job) finishes them later.
+    """
+    receipt = run_ingest(repo, request, progress)
+    if receipt.aip is None:
+        return receipt
+    from preservation.storage.replicate import replicate_pending
+
+    report = replicate_pending(repo, aip=receipt.aip)
+    receipt.replication = {
+        "ok": report.ok,
+        **{o: report.count(o) for o in ("verified", "waiting", "failed")},
+        "stores_down": sorted(report.stores_down),
+    }
+    return receipt
 
 
 def _alive(host: str | None, pid: int | None) -> bool:

@@ -134,12 +134,15 @@ class AipHealth:
     stale: list[str] = field(default_factory=list)  # "store vN"
     missing: list[str] = field(default_factory=list)
     queued: list[str] = field(default_factory=list)  # "store vN state"
+    damaged: list[str] = field(default_factory=list)  # "store vN": an audit found damage
     level: int = 0
     meets_policy: bool = False
 
     @property
     def needs_attention(self) -> bool:
-        return not self.meets_policy or bool(self.stale or self.missing or self.queued)
+        return not self.meets_policy or bool(
+            self.stale or self.missing or self.queued or self.damaged
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -153,6 +156,7 @@ class AipHealth:
             "stale_copies": list(self.stale),
             "missing_copies": list(self.missing),
             "queued_copies": list(self.queued),
+            "damaged_copies": list(self.damaged),
             "ndsa_level": self.level,
             "meets_policy": self.meets_policy,
         }
@@ -231,8 +235,10 @@ class _Collector:
         stale: Mapping[str, set[int]],
         include_all: bool,
         limit: int,
+        damaged: set[int] | None = None,
     ) -> None:
         self.settings = settings
+        self.damaged = damaged or set()
         self.replicas = [n for n, s in settings.items() if s.role == "replica"]
         self.policy = policy
         self.stale = stale
@@ -265,7 +271,9 @@ class _Collector:
                 continue
             if r.version == first.current_version:
                 current_stores.add(r.store)
-                if r.state == "verified":
+                if r.state == "verified" and r.copy_id in self.damaged:
+                    aip.damaged.append(f"{r.store} v{r.version}")
+                elif r.state == "verified":
                     aip.verified.append(r.store)
             if r.state in rq.HELD_STATES and r.copy_id in self.stale.get(r.store, set()):
                 aip.stale.append(f"{r.store} v{r.version}")
@@ -343,7 +351,8 @@ def health(repo: Any, *, include_all: bool = False, limit: int = DEFAULT_AIP_LIM
             n: rq.stale_copies(s, n, now - timedelta(days=st.fixity_interval_days))
             for n, st in settings.items()
         }
-        collector = _Collector(settings, policy, stale, include_all, limit)
+        damaged = rq.damaged_copies(s)
+        collector = _Collector(settings, policy, stale, include_all, limit, damaged)
         for rows in _by_aip(rq.aip_copy_rows(s)):
             collector.add(rows)
 

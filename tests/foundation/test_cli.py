@@ -108,7 +108,15 @@ def test_ingest_receipt_json_and_log_format_json(repo: Path, tmp_path: Path) -> 
     assert shown["aip"]["title"] == "T01"  # several items: the transfer names the AIP
     copies = {c["store"]: (c["state"], c["fixity"]) for c in shown["copies"]}
     assert copies["primary"] == ("verified", {"pass": 15})  # 6 payload + 9 tag files
-    assert copies["offsite"] == ("pending", {"unverified": 15})
+    # The CLI replicates a new AIP at once (--no-replicate leaves it queued).
+    assert copies["offsite"] == ("verified", {"pass": 15})
+    assert receipt["replication"] == {
+        "ok": True,
+        "verified": 1,
+        "waiting": 0,
+        "failed": 0,
+        "stores_down": [],
+    }
     verify = run("--repo", str(repo), "events", "verify", "--json")
     assert verify.returncode == 0 and json.loads(verify.stdout)["ok"] is True
 
