@@ -31,6 +31,16 @@ ENV_HOME = "PRESERVATION_HOME"
 ENV_CATALOG_URL = "PRESERVATION_CATALOG_URL"
 
 
+def _http_url(v: str | None) -> str | None:
+    """An optional http(s) URL with a host (endpoints, webhooks)."""
+    if v is None:
+        return v
+    u = urlparse(v)
+    if u.scheme not in ("http", "https") or not u.netloc:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -100,12 +110,7 @@ class S3StoreSettings(_StoreBase):
     @field_validator("endpoint_url")
     @classmethod
     def _endpoint(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        u = urlparse(v)
-        if u.scheme not in ("http", "https") or not u.netloc:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        return v
+        return _http_url(v)
 
     @field_validator("prefix")
     @classmethod
@@ -257,12 +262,7 @@ class AlertSettings(_Strict):
     @field_validator("webhook_url")
     @classmethod
     def _webhook(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        u = urlparse(v)
-        if u.scheme not in ("http", "https") or not u.netloc:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        return v
+        return _http_url(v)
 
     @field_validator("repeat_after")
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
-from preservation import AGENT_NAME, __version__
+from preservation.jobs import software_agent
 from preservation.model import Agent, Event
 
 if TYPE_CHECKING:
@@ -21,10 +21,6 @@ if TYPE_CHECKING:
 EVENT_LISTED_FAILURES = 20  # failed files named in one event's outcome detail
 EVENT_GROUP = 100  # events appended per transaction
 FLUSH_COPIES = 1000  # a run emits the events of finished copies beyond this many
-
-
-def software_agent() -> Agent:
-    return Agent(f"{AGENT_NAME}/{__version__}", AGENT_NAME, "software", version=__version__)
 
 
 def _event(run_id: str, store: str, site: str, totals: dict[str, Any], c: dict[str, Any],

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from preservation.errors import JobBusy
+from preservation.jobs import process_alive
 from preservation.model import utcnow
 
 if TYPE_CHECKING:
@@ -28,21 +29,6 @@ log = logging.getLogger(__name__)
 
 _held: set[tuple[str, str]] = set()
 _held_lock = threading.Lock()
-
-
-def process_alive(host: str | None, pid: int | None) -> bool:
-    """Whether a job's process may still be running: always True for another host."""
-    if host != socket.gethostname():
-        return True
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager

@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from preservation.audit.codes import OUTCOMES, code_of
-from preservation.audit.events import software_agent
 from preservation.audit.fixity import CheckResult, FileTask, check_content
 from preservation.audit.incidents import Finding, record_findings
 from preservation.errors import (
@@ -50,6 +49,7 @@ from preservation.errors import (
     PreservationError,
     RetentionLocked,
 )
+from preservation.jobs import software_agent
 from preservation.model import Event, utcnow
 from preservation.paths import join_key
 

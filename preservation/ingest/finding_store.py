@@ -222,7 +222,9 @@ def _write_run(path: Path, findings: Iterable[Finding]) -> tuple[Path, int, int]
 def _read_run(path: Path, start: int, count: int) -> Iterator[Finding]:
     with path.open("rb") as fh:
         fh.seek(start)
-        unpickler = pickle.Unpickler(fh)
         for _ in range(count):
-            code, result, message, file, row, details = unpickler.load()
+            # Each finding is a pickle of its own, read by an unpickler of its own: one
+            # unpickler over many pickles keeps every object read in its memo (memory
+            # grows) and resolves a back reference of a later pickle to an earlier one's.
+            code, result, message, file, row, details = pickle.load(fh)
             yield Finding(code, result, message, file=file, row=row, details=details or {})

@@ -54,10 +54,10 @@ from preservation.errors import (
 from preservation.eventlog import EVENTS_DIR, publish
 from preservation.eventlog import append as append_event
 from preservation.faults import checkpoint
+from preservation.jobs import process_alive, software_agent
 from preservation.model import Agent, Event, new_uuid, utcnow
 from preservation.paths import join_key
 from preservation.storage.base import Store
-from preservation.storage.replicate import process_alive, software_agent
 from preservation.storage.retry import retry
 from preservation.storage.s3 import S3Store, translate_error
 

@@ -61,7 +61,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -69,7 +68,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from preservation import AGENT_NAME, __version__
 from preservation.catalog import queries as q
 from preservation.catalog import replication_queries as rq
 from preservation.errors import (
@@ -86,7 +84,8 @@ from preservation.eventlog import publish
 from preservation.executor import bounded_map
 from preservation.faults import checkpoint
 from preservation.hashing import hash_stream
-from preservation.model import Agent, Event, utcnow
+from preservation.jobs import process_alive, software_agent
+from preservation.model import Event, utcnow
 from preservation.paths import join_key
 from preservation.progress import Reporter, Silent
 from preservation.storage.base import Store
@@ -103,26 +102,6 @@ RETRY_MAX_DELAY = 8.0
 READBACK_MODES = ("head", "full")
 
 T = TypeVar("T")
-
-
-def software_agent() -> Agent:
-    return Agent(f"{AGENT_NAME}/{__version__}", AGENT_NAME, "software", version=__version__)
-
-
-def process_alive(host: str | None, pid: int | None) -> bool:
-    """Whether the process that journalled a job still runs. A job of another host is
-    assumed alive (it cannot be checked from here)."""
-    if host != socket.gethostname():
-        return host is not None
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def object_key(aip_id: str, origin_version: int, path: str) -> str:
@@ -819,7 +798,6 @@ __all__ = [
     "ReplicationReport",
     "Replicator",
     "clear_leftovers",
-    "process_alive",
     "replicate_copy",
     "replicate_pending",
 ]

@@ -242,7 +242,10 @@ def test_kill_during_ingest_leaves_nothing_and_rerun_succeeds(
     assert ok.returncode == 0, ok.stderr
     receipt = json.loads(ok.stdout)
     keys = store_keys(repo)
-    assert keys and all(k.startswith(f"{receipt['aip']}/v1/") for k in keys), keys
+    aip = receipt["aip"]
+    # The AIP and the replication event the CLI's immediate replication published.
+    assert keys and all(k.startswith((f"{aip}/v1/", f"{aip}/events/")) for k in keys), keys
+    assert f"{aip}/v1/bagit.txt" in keys
     with repo.catalog.session() as s:
         assert s.query(Aip).count() == 1
         assert q.unfinished_jobs(s, "ingest") == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ def findings() -> list[Finding]:
     ]
 
 
-def report(items: list[Finding] | None = None, **kw: Any) -> CheckReport:
+def report(items: Iterable[Finding] | None = None, **kw: Any) -> CheckReport:
     return CheckReport(
         transfer=kw.pop("transfer", "2026年 文书档案 移交"),
         aip=kw.pop("aip", "3f1c1e0e-8a9e-4c61-9a55-1b1f2a3b4c5d"),
@@ -305,3 +306,21 @@ def test_empty_report_json_is_valid() -> None:
     data = json.loads(report([]).to_json())
     validate(data)
     assert data["findings"] == [] and data["blocking"] == [] and data["blocked"] is False
+
+
+def test_store_reads_back_shared_objects_of_each_finding() -> None:
+    # One string object twice in a finding is pickled as a back reference: it must
+    # resolve within that finding's pickle, never to an object of an earlier one.
+    from preservation.ingest.finding_store import FindingStore
+
+    items = []
+    for i in range(40):
+        shared = f"value {i}"
+        items.append(
+            Finding("FMT-002", "warn", shared, file=f"f{i:02d}", details={"a": shared, "b": shared})
+        )
+    store = FindingStore(items, buffer=9)
+    assert store.spilled
+    assert [(f.message, f.details) for f in store] == [
+        (f"value {i}", {"a": f"value {i}", "b": f"value {i}"}) for i in range(40)
+    ]
