@@ -74,6 +74,7 @@ class EntrySpool:
         if self._out is not None:
             self._out.flush()
         with self.path.open("rb") as f:
-            unpickler = pickle.Unpickler(f)
+            # one unpickler per record: a shared one keeps every record read in its memo
+            # and resolves a back reference of a later record to an earlier one's object
             for _ in range(self.count):
-                yield _from_record(unpickler.load())
+                yield _from_record(pickle.load(f))

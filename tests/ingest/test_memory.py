@@ -13,11 +13,11 @@ import pytest
 
 SMALL, LARGE = 6_000, 15_000  # both past the first identification batches
 # Peak RSS growth allowed from SMALL to LARGE files (dry runs). Measured: 92 MB when
-# every finding and the whole rendered report were held in memory, 50 MB now. What
-# still grows per file is outside the findings and the report: the discovered file
-# list, the duplicate-check digests, and a pass over the entry spool (one unpickler
-# over many pickles keeps each record in its memo; 26 MB here once that is fixed).
-MAX_GROWTH_MB = 65
+# every finding and the whole rendered report were held in memory and the spool was
+# read through one unpickler (whose memo kept every record); 26 MB now. What still
+# grows per file: the discovered file list and the duplicate-check digests (about
+# 2 KB per file), and Siegfried's Go heap over the first identification batches.
+MAX_GROWTH_MB = 40
 
 SCRIPT = """
 import json, sys
@@ -66,16 +66,18 @@ def test_peak_memory_does_not_grow_with_file_count(tmp_path: Path) -> None:
     findings = receipt["findings"]
     assert isinstance(findings, list) and len(findings) == 100
     assert receipt["findings_truncated"] is True
-    assert receipt["findings_total"] == 2 * LARGE + 1  # + VIR-001 not performed
     report_path = Path(str(receipt["report"])).with_suffix(".json")
     report = json.loads(report_path.read_text(encoding="utf-8"))
+    not_passed = [f for f in report["findings"] if f["result"] != "pass"]
+    assert receipt["findings_total"] == len(not_passed) >= 2 * LARGE
     per_file = [f for f in report["findings"] if "file" in f]
-    assert len(per_file) == 2 * LARGE
+    assert len(per_file) >= 2 * LARGE  # unidentified or not on the list; not opened
     names = [f"d{i // 100:03d}/f{i:06d}.bin" for i in range(LARGE)]
     assert {f["file"] for f in per_file} == set(names)
-    assert report["findings"][: len(findings)] == findings
+    assert not_passed[: len(findings)] == findings
     html = report_path.with_suffix(".html").read_text(encoding="utf-8")
-    assert html.count(f"<td>{names[-1]}</td>") == 2
+    assert html.count('<td class="result r-') == len(report["findings"])
+    assert f"<td>{names[-1]}</td>" in html
 
 
 REPORT_SCRIPT = """
