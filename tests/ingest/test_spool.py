@@ -23,7 +23,7 @@ def test_round_trip_with_shared_values(tmp_path: Path) -> None:
                 digests={"sha256": f"{i:064x}", "sha512": same},
                 format=FormatInfo(
                     puid=same if i % 2 else None, mime=same, name=mine, version=None, basis=same
-                ),  # fmt: skip
+                ),
                 properties={"a": mine, "b": mine},
             )
         )
