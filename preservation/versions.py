@@ -540,7 +540,7 @@ def new_version(
 def cleanup_interrupted(repo: Repository) -> list[dict[str, Any]]:
     """Roll back (or forward) version jobs that a crash left unfinished."""
     from preservation.catalog import queries as q
-    from preservation.ingest.pipeline import _alive
+    from preservation.jobs import process_alive as _alive
 
     cleaned: list[dict[str, Any]] = []
     with repo.catalog.session() as s:

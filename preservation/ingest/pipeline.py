@@ -42,6 +42,7 @@ from preservation.hashing import hash_file
 from preservation.ingest import findings as fnd
 from preservation.ingest.finding_store import FindingStore
 from preservation.ingest.spool import EntrySpool
+from preservation.jobs import process_alive
 from preservation.model import Agent, Event, FileEntry, Record, new_uuid, utcnow
 from preservation.paths import join_key
 from preservation.progress import Reporter, Silent
@@ -816,18 +817,6 @@ def ingest_and_replicate(
     return receipt
 
 
-def _alive(host: str | None, pid: int | None) -> bool:
-    if host != socket.gethostname() or not pid:
-        return host not in (None, socket.gethostname())  # another host's job: leave it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def cleanup_interrupted(repo: Repository) -> list[dict[str, Any]]:
     """Remove what killed or failed ingests left behind; returns what was cleaned.
 
@@ -842,7 +831,7 @@ def cleanup_interrupted(repo: Repository) -> list[dict[str, Any]]:
         jobs = q.unfinished_jobs(s, "ingest")
     store = repo.primary
     for job in jobs:
-        if _alive(job.get("host"), job.get("pid")):
+        if process_alive(job.get("host"), job.get("pid")):
             continue
         params = job.get("params") or {}
         aip = params.get("aip")
