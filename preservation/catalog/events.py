@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from preservation.catalog.canonical import canonical_json
 from preservation.catalog.models import GENESIS_HASH, AgentRow, EventRow
 from preservation.catalog.upsert import upsert
+from preservation.errors import CatalogError
 from preservation.model import Agent, Event
 
 CANONICAL_VERSION = 1
@@ -132,7 +133,7 @@ def _lock_chain(session: Session) -> None:
         # other writers wait (busy_timeout) until it commits.
         session.execute(text("UPDATE events SET seq = seq WHERE 0"))
     else:  # pragma: no cover - make_engine accepts only the two
-        raise NotImplementedError(dialect)
+        raise CatalogError(f"catalogue database {dialect!r} is not supported")
 
 
 def last_hash(session: Session) -> str:

@@ -9,6 +9,7 @@ not at all.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -65,6 +66,47 @@ def _payload_rows(
                 record_codes.get(e.record_row) if e.record_row is not None else None
             ),
         }
+
+
+def add_version_files_and_copies(
+    session: Session,
+    version: AipVersion,
+    payload_rows: Iterable[dict[str, Any]],
+    totals: list[int],
+    tag_files: Mapping[str, TagDigests],
+    stores: Sequence[str],
+    now: dt.datetime,
+    batch_size: int,
+) -> None:
+    """The files of a new version (payload rows streamed in batches, counted into
+    ``totals``; then the tag files) and its copies: the primary (``stores[0]``)
+    verified, every other store pending (the replication queue).
+
+    Every object of the primary copy was verified end to end as it was written
+    (digests computed by the store from the bytes it received) and checked again in
+    staging before it became final: the copy starts verified. Objects of earlier
+    versions that a new version reuses are covered by those versions' audits.
+    """
+    add_files_batched(session, version.id, payload_rows, batch_size)
+    version.file_count, version.byte_count = totals
+    add_files_batched(
+        session,
+        version.id,
+        (
+            {
+                "path": path,
+                "kind": "tag",
+                "size": size,
+                "sha256": digests["sha256"],
+                "sha512": digests.get("sha512"),
+            }
+            for path, (digests, size) in sorted(tag_files.items())
+        ),
+        batch_size,
+    )
+    add_copy(session, version.id, stores[0], verified_at=now)
+    for name in stores[1:]:
+        add_copy(session, version.id, name, state="pending")
 
 
 def record_ingest(
@@ -132,32 +174,16 @@ def record_ingest(
     session.flush()
 
     totals = [0, 0]
-    add_files_batched(
-        session, version.id, _payload_rows(entries, totals, record_codes or {}), batch_size
-    )
-    version.file_count, version.byte_count = totals
-    add_files_batched(
+    add_version_files_and_copies(
         session,
-        version.id,
-        (
-            {
-                "path": path,
-                "kind": "tag",
-                "size": size,
-                "sha256": digests["sha256"],
-                "sha512": digests.get("sha512"),
-            }
-            for path, (digests, size) in sorted(tag_files.items())
-        ),
+        version,
+        _payload_rows(entries, totals, record_codes or {}),
+        totals,
+        tag_files,
+        stores,
+        now,
         batch_size,
     )
-
-    # Every object of the primary copy was verified end to end as it was written
-    # (digests computed by the store from the bytes it received) and checked again
-    # in staging before it became final: the copy starts verified.
-    add_copy(session, version.id, primary_store, verified_at=now)
-    for name in stores[1:]:
-        add_copy(session, version.id, name, state="pending")
 
     for agent in agents:
         upsert_agent(session, agent)

@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session
 
+from preservation.errors import CatalogError
+
 
 def upsert(
     session: Session,
@@ -42,4 +44,4 @@ def upsert(
         )
         session.execute(stmt2)
     else:
-        raise NotImplementedError(f"upsert on {dialect}")
+        raise CatalogError(f"catalogue database {dialect!r} is not supported")

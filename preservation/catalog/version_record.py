@@ -24,11 +24,15 @@ from sqlalchemy.orm import Session
 from preservation.catalog.models import VERSION_REASONS, AipVersion, StoreRow
 from preservation.catalog.queries import (
     DEFAULT_BATCH_SIZE,
-    add_copy,
-    add_files_batched,
     require_aip,
 )
-from preservation.catalog.record import METS_PATH, TAGMANIFEST, TagDigests, _year
+from preservation.catalog.record import (
+    METS_PATH,
+    TAGMANIFEST,
+    TagDigests,
+    _year,
+    add_version_files_and_copies,
+)
 from preservation.errors import CatalogConflict, NotInCatalog, UsageError
 from preservation.model import FileEntry, utcnow
 
@@ -136,28 +140,9 @@ def record_new_version(
                 row["record_reference_code"] = code
             yield row
 
-    add_files_batched(session, version.id, with_codes(), batch_size)
-    version.file_count, version.byte_count = totals
-    add_files_batched(
-        session,
-        version.id,
-        (
-            {
-                "path": path,
-                "kind": "tag",
-                "size": size,
-                "sha256": digests["sha256"],
-                "sha512": digests.get("sha512"),
-            }
-            for path, (digests, size) in sorted(tag_files.items())
-        ),
-        batch_size,
+    add_version_files_and_copies(
+        session, version, with_codes(), totals, tag_files, stores, now, batch_size
     )
-    # New objects were digested by the store as they were written and checked in
-    # staging; objects of earlier versions are covered by those versions' audits.
-    add_copy(session, version.id, primary_store, verified_at=now)
-    for name in stores[1:]:
-        add_copy(session, version.id, name, state="pending")
 
     aip.current_version = number
     for key in _AIP_FIELDS:
