@@ -539,15 +539,15 @@ def new_version(
 
 def cleanup_interrupted(repo: Repository) -> list[dict[str, Any]]:
     """Roll back (or forward) version jobs that a crash left unfinished."""
+    from preservation import jobs as journal
     from preservation.catalog import queries as q
-    from preservation.jobs import process_alive as _alive
 
     cleaned: list[dict[str, Any]] = []
     with repo.catalog.session() as s:
         jobs = q.unfinished_jobs(s, JOB_KIND)
     store = repo.primary
     for job in jobs:
-        if _alive(job.get("host"), job.get("pid")):
+        if journal.process_alive(job.get("host"), job.get("pid")):
             continue
         params = job.get("params") or {}
         aip, number = params.get("aip"), params.get("version")

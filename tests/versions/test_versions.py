@@ -187,7 +187,7 @@ def test_crash_is_rolled_back_or_forward(
     point: str,
     committed: bool,
 ) -> None:
-    import preservation.ingest.pipeline as pipeline
+    import preservation.jobs as jobs
     import preservation.versions as versions
 
     def crash(name: str) -> None:
@@ -198,7 +198,7 @@ def test_crash_is_rolled_back_or_forward(
     monkeypatch.setattr(versions._Builder, "abort", lambda self, exc: None)
     with pytest.raises(Killed):
         add_one(repo, aip, tmp_path)
-    monkeypatch.setattr(pipeline, "_alive", lambda host, pid: False)
+    monkeypatch.setattr(jobs, "process_alive", lambda host, pid: False)
     cleaned = versions.cleanup_interrupted(repo)
     assert len(cleaned) == 1
     assert not [i.key for i in repo.primary.list(".staging/")]
