@@ -22,6 +22,7 @@ back); after it, the remaining staged objects are moved (roll forward).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -34,7 +35,6 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from preservation import AGENT_NAME, __version__
 from preservation.errors import DuplicateTransfer, IngestRefused, PreservationError
 from preservation.executor import bounded_map
 from preservation.faults import checkpoint
@@ -42,7 +42,7 @@ from preservation.hashing import hash_file
 from preservation.ingest import findings as fnd
 from preservation.ingest.finding_store import FindingStore
 from preservation.ingest.spool import EntrySpool
-from preservation.jobs import process_alive
+from preservation.jobs import process_alive, software_agent
 from preservation.model import Agent, Event, FileEntry, Record, new_uuid, utcnow
 from preservation.paths import join_key
 from preservation.progress import Reporter, Silent
@@ -116,7 +116,7 @@ def aip_prefix(aip_id: str, version: int) -> str:
 def _agents(repo: Repository, submitter: str) -> list[Agent]:
     org = repo.config.settings.repository.organization or repo.config.settings.repository.name
     return [
-        Agent(f"{AGENT_NAME}/{__version__}", AGENT_NAME, "software", version=__version__),
+        software_agent(),
         Agent(f"organization:{org}", org, "organization"),
         Agent(f"person:{submitter}", submitter, "person"),
     ]
@@ -491,20 +491,17 @@ class _Ingest:
             return self.records[0].fields.get("title") or str(self.transfer.name)
         return str(self.transfer.name)
 
-    @property
+    @functools.cached_property
     def descriptive(self) -> dict[str, str]:
+        """AIP-level fields: a value the sheet's rows share, or all of them joined
+        with '; ' (computed once, after the sheet was read)."""
         d: dict[str, str] = {"title": self.title, "transfer": self.transfer.name}
         if self.reference_code:
             d["reference_code"] = self.reference_code
-        if self.records:
-            first = self.records[0].fields
-            for key in ("fonds", "year", "retention", "creator", "security_level", "open_status"):
-                values = sorted({r.fields.get(key, "") for r in self.records} - {""})
-                if len(values) == 1:
-                    d[key] = values[0]
-                elif values:
-                    d[key] = "; ".join(values)
-            d.setdefault("creator", first.get("creator", ""))
+        for key in ("fonds", "year", "retention", "creator", "security_level", "open_status"):
+            values = sorted({r.fields.get(key, "") for r in self.records} - {""})
+            if values:
+                d[key] = "; ".join(values)
         return d
 
     @property
