@@ -41,31 +41,35 @@ def _year(value: str | None) -> int | None:
     return None
 
 
+def payload_row(e: FileEntry, totals: list[int], **extra: Any) -> dict[str, Any]:
+    """The ``files`` row of one payload file; counts it into ``totals`` (files, bytes)."""
+    totals[0] += 1
+    totals[1] += e.size
+    fmt = e.format
+    return {
+        "path": e.bag_path,
+        "kind": "payload",
+        "size": e.size,
+        "sha256": e.digests["sha256"],
+        "sha512": e.digests.get("sha512"),
+        "puid": fmt.puid if fmt else None,
+        "mime": fmt.mime if fmt else None,
+        "format_name": fmt.name if fmt else None,
+        "format_version": fmt.version if fmt else None,
+        "file_uuid": e.uuid,
+        "original_name": e.original_name,
+        "role": e.role,
+        "derived_from": e.derived_from,
+        **extra,
+    }
+
+
 def _payload_rows(
     entries: Iterable[FileEntry], totals: list[int], record_codes: Mapping[int, str]
 ) -> Iterator[dict[str, Any]]:
     for e in entries:
-        totals[0] += 1
-        totals[1] += e.size
-        fmt = e.format
-        yield {
-            "path": e.bag_path,
-            "kind": "payload",
-            "size": e.size,
-            "sha256": e.digests["sha256"],
-            "sha512": e.digests.get("sha512"),
-            "puid": fmt.puid if fmt else None,
-            "mime": fmt.mime if fmt else None,
-            "format_name": fmt.name if fmt else None,
-            "format_version": fmt.version if fmt else None,
-            "file_uuid": e.uuid,
-            "original_name": e.original_name,
-            "role": e.role,
-            "derived_from": e.derived_from,
-            "record_reference_code": (
-                record_codes.get(e.record_row) if e.record_row is not None else None
-            ),
-        }
+        code = record_codes.get(e.record_row) if e.record_row is not None else None
+        yield payload_row(e, totals, record_reference_code=code)
 
 
 def add_version_files_and_copies(

@@ -32,6 +32,7 @@ from preservation.catalog.record import (
     TagDigests,
     _year,
     add_version_files_and_copies,
+    payload_row,
 )
 from preservation.errors import CatalogConflict, NotInCatalog, UsageError
 from preservation.model import FileEntry, utcnow
@@ -42,25 +43,7 @@ _AIP_FIELDS = ("title", "fonds", "security_level", "open_status", "retention")
 
 def _rows(entries: Iterable[tuple[FileEntry, int]], totals: list[int]) -> Iterator[dict[str, Any]]:
     for e, origin in entries:
-        totals[0] += 1
-        totals[1] += e.size
-        fmt = e.format
-        yield {
-            "path": e.bag_path,
-            "kind": "payload",
-            "size": e.size,
-            "sha256": e.digests["sha256"],
-            "sha512": e.digests.get("sha512"),
-            "puid": fmt.puid if fmt else None,
-            "mime": fmt.mime if fmt else None,
-            "format_name": fmt.name if fmt else None,
-            "format_version": fmt.version if fmt else None,
-            "file_uuid": e.uuid,
-            "original_name": e.original_name,
-            "role": e.role,
-            "derived_from": e.derived_from,
-            "origin_version": origin,
-        }
+        yield payload_row(e, totals, origin_version=origin)
 
 
 def record_codes_of(session: Session, version_id: int) -> dict[str, str]:
