@@ -1,0 +1,1 @@
+"""Recovery: rebuilding the catalogue from the stores (:mod:`.rebuild`)."""
