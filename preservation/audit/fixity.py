@@ -155,8 +155,16 @@ class CheckUnit:
         return sum(t.size for t in self.tasks) if self.mode != "inventory" else 0
 
 
+_label: tuple[int, str] = (-1, "")
+
+
 def worker_label() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid`` of this worker (kept per process: it is asked once per check)."""
+    global _label
+    pid = os.getpid()
+    if _label[0] != pid:
+        _label = (pid, f"{socket.gethostname()}:{pid}")
+    return _label[1]
 
 
 def run_unit(unit: CheckUnit) -> list[CheckResult]:

@@ -23,11 +23,13 @@ events are written beside the AIPs (``<aip>/events/``) on the stores holding the
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import logging
 import random
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -367,25 +369,45 @@ class _StoreRun:
             count_bytes=p.mode != "inventory",
         )
         self.progress.start(f"audit {p.store} ({p.mode})", None)
+        # Two batches overlap: while the workers check batch N+1, this thread writes
+        # batch N's evidence (Parquet rows, catalogue commit). A killed run still
+        # loses only what was not committed, and batches are committed in order.
+        checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-batch")
+        inflight: _Batch | None = None
         try:
             while True:
+                batch: _Batch | None = None
                 if self.should_stop():
                     self.summary.stopped_by = "signal"
-                    break
-                with self.repo.catalog.session() as s:
-                    page = planner.next_page(s)
-                    if not page:
-                        break
-                    tasks, extra = self._tasks(s, page)
-                results = self._check(tasks, planner)
-                results.extend(extra)
-                self._commit(results, planner)
-                checkpoint("audit:after-batch")
-                if len(self.totals["copies"]) > FLUSH_COPIES:
-                    self._flush(keep={str(r.task.copy_id) for r in results})
-                if planner.finished:
+                elif not planner.finished:
+                    with self.repo.catalog.session() as s:
+                        page = planner.next_page(s)
+                        if page:
+                            tasks, extra = self._tasks(s, page)
+                            batch = _Batch(
+                                checker.submit(self._check, tasks, planner),
+                                extra,
+                                {str(t.copy_id) for _, t in tasks},
+                            )
+                if inflight is not None:
+                    current, inflight = inflight, None
+                    results = current.future.result()
+                    results.extend(current.extra)
+                    inflight = batch
+                    self._commit(results, planner)
+                    checkpoint("audit:after-batch")
+                    if len(self.totals["copies"]) > FLUSH_COPIES:
+                        keep = {str(r.task.copy_id) for r in results}
+                        self._flush(keep=keep | (batch.copies if batch else set()))
+                else:
+                    inflight = batch
+                if inflight is None:
                     break
         finally:
+            if inflight is not None:  # an error in this thread: let the workers finish first
+                with contextlib.suppress(BaseException):
+                    inflight.future.result()
+            checker.shutdown(wait=True)
             self.progress.done()
         self.summary.stopped_by = self.summary.stopped_by or planner.stopped_by
 
@@ -719,6 +741,16 @@ class _StoreRun:
         if ids:
             report = repair_incidents(self.repo, ids, hold_lease=False)
             self.summary.repair = report.to_dict()
+
+
+@dataclass
+class _Batch:
+    """A batch being checked: its results to come, the manifest findings made while
+    planning it and the copies it touches (kept out of event flushes meanwhile)."""
+
+    future: Future[list[CheckResult]]
+    extra: list[CheckResult]
+    copies: set[str]
 
 
 def object_key(aip_id: str, origin_version: int, path: str) -> str:

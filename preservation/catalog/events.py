@@ -26,11 +26,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, String, Text, cast, func, select, text, type_coerce
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from preservation.catalog.canonical import canonical_json
@@ -276,14 +279,28 @@ def _verify_columns(dialect: str) -> tuple[tuple[Any, ...], Callable[[str], str]
     return columns, convert
 
 
+# Below this many events a parallel verification costs more (worker start-up) than it saves.
+PARALLEL_MIN_EVENTS = 200_000
+
+
 def verify_chain(
-    session: Session, batch: int = 10_000, *, start_after: int | None = None
+    session: Session,
+    batch: int = 10_000,
+    *,
+    start_after: int | None = None,
+    processes: int = 1,
 ) -> ChainReport:
     """Recompute every hash in ``seq`` order and check every link; read-only.
 
     Rows are read in keyset-paginated batches of plain columns (memory stays
     bounded). ``start_after`` resumes after a row already verified: that row's
     stored hash is the anchor.
+
+    ``processes`` > 1 splits a long log (at least :data:`PARALLEL_MIN_EVENTS` rows)
+    into that many consecutive ``seq`` ranges verified by worker processes, each on
+    its own connection, anchored on the stored hash of the row before its range: the
+    result is the same as one pass, but the workers see only committed rows, so use
+    it on a session that has written nothing (the ``events verify`` command does).
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
@@ -297,11 +314,130 @@ def verify_chain(
         if anchor is None:
             raise ValueError(f"no event with seq {start_after} to resume after")
         prev, after = anchor, start_after
+    if processes > 1:
+        bounds = _split(session, after, processes)
+        if bounds is not None:
+            return _verify_parallel(session, prev, bounds, batch)
+    return _verify_range(conn, prev, after, None, batch, start_after)
+
+
+def _split(session: Session, after: int, parts: int) -> list[int] | None:
+    """``seq`` bounds cutting the rows after ``after`` into ``parts`` ranges
+    (``after`` first, the last row's seq last), or None when the log is short or the
+    database cannot be opened a second time (SQLite in memory)."""
+    conn = session.connection()
+    url = conn.engine.url
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        return None
+    total = conn.execute(
+        select(func.count()).select_from(EventRow).where(EventRow.seq > after)
+    ).scalar_one()
+    if total < max(PARALLEL_MIN_EVENTS, parts):
+        return None
+    bounds = [after]
+    for i in range(1, parts):
+        bounds.append(
+            conn.execute(
+                select(EventRow.seq)
+                .where(EventRow.seq > after)
+                .order_by(EventRow.seq)
+                .offset(total * i // parts - 1)
+                .limit(1)
+            ).scalar_one()
+        )
+    bounds.append(
+        conn.execute(select(func.max(EventRow.seq)).where(EventRow.seq > after)).scalar_one()
+    )
+    return bounds
+
+
+def _verify_parallel(session: Session, prev: str, bounds: list[int], batch: int) -> ChainReport:
+    """Each range in a worker process (``python -m preservation.catalog.events``, the
+    range on its stdin as JSON, the report on its stdout): a fresh interpreter that
+    shares nothing with this one, whatever the caller's main module is."""
+    conn = session.connection()
+    url = conn.engine.url.render_as_string(hide_password=False)
+    anchors = [prev] + [
+        conn.execute(select(EventRow.hash).where(EventRow.seq == b)).scalar_one()
+        for b in bounds[1:-1]
+    ]
+    procs = []
+    try:
+        for i, anchor in enumerate(anchors):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "preservation.catalog.events"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            procs.append(proc)
+            assert proc.stdin is not None
+            job = {"url": url, "prev": anchor, "after": bounds[i], "until": bounds[i + 1]}
+            proc.stdin.write(json.dumps({**job, "batch": batch}).encode())
+            proc.stdin.close()
+            proc.stdin = None  # written and closed: communicate() only reads
+        parts = []
+        for proc in procs:
+            out, err = proc.communicate()
+            if proc.returncode != 0:
+                raise CatalogError(
+                    f"event-chain verification worker failed ({proc.returncode}):"
+                    f" {err.decode(errors='replace')[-2000:]}"
+                )
+            d = json.loads(out)
+            first = d["first_break"]
+            parts.append(
+                ChainReport(
+                    d["count"],
+                    d["breaks"],
+                    ChainBreak(**first) if first else None,
+                    d["last_seq"],
+                    d["last_hash"],
+                )
+            )
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    count = sum(p.count for p in parts)
+    breaks = sum(p.breaks for p in parts)
+    first_break = next((p.first_break for p in parts if p.first_break is not None), None)
+    return ChainReport(count, breaks, first_break, parts[-1].last_seq, parts[-1].last_hash)
+
+
+def _worker_main() -> None:
+    """``python -m preservation.catalog.events``: verify one range given on stdin."""
+    from preservation.catalog.db import make_engine
+
+    job = json.loads(sys.stdin.read())
+    engine = make_engine(job["url"])
+    try:
+        with engine.connect() as conn:
+            report = _verify_range(
+                conn, job["prev"], job["after"], job["until"], job["batch"], job["after"]
+            )
+    finally:
+        engine.dispose()
+    sys.stdout.write(json.dumps(asdict(report)))
+
+
+def _verify_range(
+    conn: Connection,
+    prev: str,
+    after: int,
+    until: int | None,
+    batch: int,
+    last_seq: int | None,
+) -> ChainReport:
+    """Verify the rows with ``after`` < seq (<= ``until``), the first linking to
+    ``prev``."""
     count = breaks = 0
     first: ChainBreak | None = None
-    last_seq: int | None = start_after
     columns, when_text = _verify_columns(conn.dialect.name)
     query = select(*columns).order_by(EventRow.seq).limit(batch)
+    if until is not None:
+        query = query.where(EventRow.seq <= until)
     text_of = _canonical_text
     sha256 = hashlib.sha256
     while True:
@@ -364,3 +500,7 @@ def upsert_agent(session: Session, agent: Agent) -> None:
         "note": agent.note,
     }
     upsert(session, AgentRow, values, key=["id"])
+
+
+if __name__ == "__main__":
+    _worker_main()

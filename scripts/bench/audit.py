@@ -75,15 +75,39 @@ def _in_run(audit: list[str], rss_mb: float) -> Measure:
     return Measure(wall, rss_mb)
 
 
-def main() -> None:
+def compare(
+    repo: Path, aip: str, workers: int, all_digests: bool = True
+) -> dict[str, tuple[Measure, Measure | None]]:
+    """The checks of one ingested AIP (see the module doc): operation -> (ours, peer)."""
+    exe = str(VENV_BIN / "preservation")
+    bag = repo / "stores" / "primary" / aip / "v1"
+    audit = [exe, "--repo", str(repo), "audit", "run", "--store", "primary",
+             "--mode", "full", "--aip", aip, "--workers", str(workers)]  # fmt: skip
+    peer = measure(
+        [str(VENV_BIN / "bagit.py"), "--validate", "--processes", "2", "--quiet", str(bag)]
+    )
+    ours = measure(audit)
+    out: dict[str, tuple[Measure, Measure | None]] = {"audit sha256": (ours, peer)}
+    if all_digests:
+        out["audit sha256+sha512"] = (measure([*audit, "--all-digests"]), peer)
+    out["bagit.py --validate"] = (peer, None)
+    out["audit sha256 in-run"] = (_in_run(audit, ours.peak_rss_mb), None)
+    return out
+
+
+def ingest(repo: Path, data: Path) -> str:
+    """Ingest ``data`` into a new repository (not timed); the AIP id."""
+    return _ingest(repo, data)
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--datasets", default="large,small")
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--workdir", type=Path, default=None)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     wanted = args.datasets.split(",")
-    exe = str(VENV_BIN / "preservation")
     print(HEADER)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         base = Path(tmp)
@@ -93,20 +117,9 @@ def main() -> None:
             data = make_files(base / "data" / kind, p["count"], p["min"], p["max"])
             repo = base / f"repo-{kind}"
             aip = _ingest(repo, data)
-            bag = repo / "stores" / "primary" / aip / "v1"
-            files, nbytes = tree_stats(bag)
-            audit = [exe, "--repo", str(repo), "audit", "run", "--store", "primary",
-                     "--mode", "full", "--aip", aip, "--workers", str(args.workers)]  # fmt: skip
-            peer = measure(
-                [str(VENV_BIN / "bagit.py"), "--validate", "--processes", "2", "--quiet", str(bag)]
-            )
-            ours = measure(audit)
-            print(row(kind, "audit sha256", ours, peer, files, nbytes), flush=True)
-            both = measure([*audit, "--all-digests"])
-            print(row(kind, "audit sha256+sha512", both, peer, files, nbytes), flush=True)
-            print(row(kind, "bagit.py --validate", peer, None, files, nbytes), flush=True)
-            inner = _in_run(audit, ours.peak_rss_mb)
-            print(row(kind, "audit sha256 in-run", inner, None, files, nbytes), flush=True)
+            files, nbytes = tree_stats(repo / "stores" / "primary" / aip / "v1")
+            for op, (ours, peer) in compare(repo, aip, args.workers).items():
+                print(row(kind, op, ours, peer, files, nbytes), flush=True)
             shutil.rmtree(repo)
             shutil.rmtree(data)
 

