@@ -16,10 +16,13 @@ hours, or on a weekend) and users who downloaded or exported more than
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import getpass
 import logging
+import socket
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from preservation.access.principal import Principal
@@ -33,6 +36,23 @@ OFFICE_START = 8  # UTC hour
 OFFICE_END = 19
 MANY_DOWNLOADS = 50
 _READS = ("download", "export", "view", "list", "search")
+CLI_CLIENT = "cli"
+# actions that change something (the review lists each one)
+CHANGES = (
+    "ingest",
+    "ingest_cleanup",
+    "correct",
+    "user_added",
+    "token_rotated",
+    "user_disabled",
+    "migrate",
+    "reidentify",
+    "repair",
+    "delete_request",
+    "delete_approve",
+    "resync",
+    "rebuild",
+)
 
 
 def record(
@@ -73,6 +93,64 @@ def record_quietly(repo: Repository, **fields: Any) -> None:
         log.exception("could not write the access log entry %s", fields.get("action"))
 
 
+def os_user() -> str:
+    """The login name of whoever runs a command (``operator`` when unknown)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "operator"
+
+
+def cli_client() -> str:
+    """Where a command-line change comes from: ``cli@<hostname>``."""
+    return f"{CLI_CLIENT}@{socket.gethostname()}"
+
+
+@contextlib.contextmanager
+def cli_change(
+    repo: Repository,
+    action: str,
+    *,
+    user: str | None = None,
+    aip_id: str | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Log one change made from the command line, however it ends.
+
+    Who: ``user`` (a command's ``--user``), else the OS user; where from:
+    :func:`cli_client`; the outcome: the exit status (0, the error's status, or
+    the status a command exits with). The block may add to the yielded dict:
+    ``aip`` names the AIP, everything else joins ``detail``. The entry is written
+    after the block and never raised over the block's own error.
+    """
+    extra: dict[str, Any] = {}
+    status = 0
+    try:
+        yield extra
+    except PreservationError as e:
+        status = e.exit_status
+        extra["error"] = e.code
+        raise
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        raise
+    except BaseException as e:
+        status = 1
+        extra["error"] = type(e).__name__
+        raise
+    finally:
+        aip = extra.pop("aip", None) or aip_id
+        record_quietly(
+            repo,
+            action=action,
+            status=status,
+            user_name=user or os_user(),
+            aip_id=aip,
+            client=cli_client(),
+            detail={**(detail or {}), **extra} or None,
+        )
+
+
 def off_hours(at: dt.datetime) -> bool:
     at = at.astimezone(dt.UTC)
     return at.weekday() >= 5 or at.hour < OFFICE_START or at.hour >= OFFICE_END
@@ -111,7 +189,7 @@ def review(
                 failed_logins[(user, e["client"] or "-")] += 1
             if action in ("download", "export") and e["status"] < 400:
                 downloads_per_day[(user, at.date().isoformat())] += 1
-            if action in ("ingest", "correct", "user_added", "token_rotated", "user_disabled"):
+            if action in CHANGES:
                 changes.append(_brief(e))
             if e["user_name"] and off_hours(at) and action not in ("denied", "login_failed"):
                 off.append(_brief(e))

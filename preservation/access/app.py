@@ -7,7 +7,8 @@ are included when those modules exist.
 
 Errors leave as ``{"error": {"code": ..., "message": ...}}`` with the project's codes
 (:mod:`preservation.errors`) and an HTTP status chosen by :func:`http_status`.
-Denials (401, 403) are written to the access log.
+Denials (401, 403) are written to the access log, and so are refused input (413,
+422: oversized uploads, path tricks, malformed or injection-looking parameters).
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ from preservation.repository import Repository, open_repository
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_UPLOAD_BYTES = 4 * 1024**3
+# Every request body but an upload's (which streams to disk under its own limit):
+# FastAPI reads a JSON or form body whole before it checks who is asking, so without
+# a cap an anonymous client could make the server hold any amount in memory.
+MAX_BODY_BYTES = 1024 * 1024
 # Optional parts other helpers provide; each exposes ``router``.
 OPTIONAL_ROUTERS = ("preservation.access.dashboard", "preservation.access.metrics")
 
@@ -134,6 +139,7 @@ def create_app(
 
     app = FastAPI(
         lifespan=lifespan,
+        max_body_size=MAX_BODY_BYTES,
         title="preservation",
         version=__version__,
         description=(
@@ -163,9 +169,22 @@ def create_app(
                 client=client_address(request),
                 detail={"code": exc.code, "method": request.method},
             )
+        elif status in (413, 422):  # hostile or malformed input refused: logged as well
+            _refused(request, status, {"code": exc.code, "method": request.method})
         elif status >= 500:
             log.error("%s %s: %s %s", request.method, request.url.path, exc.code, exc.message)
         return error_response(exc)
+
+    def _refused(request: Request, status: int, detail: dict[str, Any]) -> None:
+        accesslog.record_quietly(
+            repo,
+            action="refused",
+            status=status,
+            principal=getattr(request.state, "principal", None),
+            path=request.url.path,
+            client=client_address(request),
+            detail=detail,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -174,6 +193,8 @@ def create_app(
             for e in exc.errors()
         ]
         message = "; ".join(f"{p['where']}: {p['problem']}" for p in problems)
+        _refused(request, 422, {"code": UsageError.code, "method": request.method,
+                                "problems": problems[:5]})  # fmt: skip
         return JSONResponse(
             error_body(UsageError.code, message or "invalid request", problems=problems),
             status_code=422,

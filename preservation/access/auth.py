@@ -17,9 +17,16 @@ the token or disabling the user ends them.
 
 **CSRF.** The sign-in form uses the double-submit pattern: ``GET /login`` sets a
 random ``prs_csrf`` cookie (HttpOnly, SameSite=Strict) and puts the same value in a
-hidden field; ``POST /login`` (and ``POST /logout``) refuse a request whose field and
-cookie are missing or differ (compared in constant time). API requests with a bearer
-token need no CSRF token: browsers never send that header on their own.
+hidden field; ``POST /login`` refuses a request whose field and cookie are missing
+or differ (compared in constant time). Signing out is a POST form on every page
+(``GET /logout`` only shows that form): its token is bound to the session,
+sha256 of a fixed label and the session secret (:func:`session_csrf`), so that it
+needs no cookie of its own, survives several open tabs, and cannot be made without
+the HttpOnly session cookie. API requests with a bearer token need no CSRF token:
+browsers never send that header on their own. A state-changing API request
+(POST, PATCH, DELETE...) authenticated by the session cookie must send that same
+session token in the ``X-CSRF-Token`` header (``GET /api/me`` returns it to a
+session): the cookie alone is refused with 403 ACC003.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ TOKEN_PREFIX = "prs_"
 SESSION_COOKIE = "prs_session"
 CSRF_COOKIE = "prs_csrf"
 CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SESSION_HOURS = 12
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
@@ -181,15 +190,19 @@ def _resolve(request: Request) -> Principal | None:
     repo = app_repo(request)
     token = _bearer(request)
     principal: Principal | None = None
+    via: str | None = None
     if token is not None:
         principal = principal_for_token(repo, token)
         if principal is None:
             raise NotAuthenticated(reason="the token is not valid")
+        via = "bearer"
     else:
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
             principal = principal_for_session(repo, cookie)
+            via = "session" if principal is not None else None
     request.state.principal = principal
+    request.state.auth_via = via
     return principal
 
 
@@ -202,6 +215,8 @@ def current_principal(request: Request) -> Principal:
     principal = _resolve(request)
     if principal is None:
         raise NotAuthenticated(reason="send 'Authorization: Bearer <token>' or sign in")
+    if getattr(request.state, "auth_via", None) == "session":
+        check_session_request(request)
     return principal
 
 
@@ -240,5 +255,40 @@ def check_csrf(request: Request, submitted: str | None) -> None:
         not cookie
         or not submitted
         or not secrets.compare_digest(cookie.encode("utf-8"), submitted.encode("utf-8"))
+    ):
+        raise CsrfRejected()
+
+
+def session_csrf(request: Request) -> str | None:
+    """The CSRF token of the browser session's forms (None without a session)."""
+    secret = request.cookies.get(SESSION_COOKIE)
+    if not secret:
+        return None
+    return hashlib.sha256(b"prs-csrf\x00" + secret.encode("utf-8")).hexdigest()
+
+
+def check_session_request(request: Request) -> None:
+    """A state-changing request (any method but GET, HEAD, OPTIONS) authenticated by
+    the session cookie must carry the session's CSRF token in the
+    :data:`CSRF_HEADER` header (CsrfRejected, HTTP 403, ACC003, otherwise).
+
+    SameSite=Strict keeps the cookie off cross-site requests, but not off requests
+    from a sibling site (another host under the same registrable domain) or from
+    browsers that ignore SameSite; a custom header cannot be sent cross-origin
+    without a CORS preflight this app never grants, and its value cannot be made
+    without the HttpOnly session cookie. Bearer-token requests need no token."""
+    if request.method in SAFE_METHODS:
+        return
+    check_session_csrf(request, request.headers.get(CSRF_HEADER))
+
+
+def check_session_csrf(request: Request, submitted: str | None) -> None:
+    """A form post of a signed-in browser carries its session's token (CsrfRejected,
+    HTTP 403, ACC003, otherwise)."""
+    expected = session_csrf(request)
+    if (
+        not expected
+        or not submitted
+        or not secrets.compare_digest(expected.encode("utf-8"), submitted.encode("utf-8"))
     ):
         raise CsrfRejected()

@@ -21,7 +21,7 @@ from preservation.catalog import access_queries as aq
 from preservation.catalog import queries as q
 from preservation.catalog.visibility import is_public
 from preservation.errors import NotInCatalog, PermissionDenied, UsageError
-from preservation.metadata.descriptive import checked
+from preservation.metadata.descriptive import checked, date_fields
 from preservation.model import ARCHIVAL_FIELDS, Event
 from preservation.repository import Repository
 
@@ -105,6 +105,10 @@ def correct_metadata(
     }
     if not changed:
         raise UsageError(f"AIP {aip_id} already has these values; nothing to change")
+    if "date" in values:  # the span the date search uses follows the corrected 日期
+        span = date_fields([values["date"]])
+        values["date_from"] = span.get("date_from", "")
+        values["date_to"] = span.get("date_to", "")
     merged = {**current, **values}
     agents = default_agents(repo, principal.name)
     person = f"person:{principal.name}"

@@ -223,6 +223,13 @@ def open_source(
         if not principal.can(EXPORT):
             raise PermissionDenied(user=principal.name, role=str(principal.role), action=EXPORT)
     with repo.catalog.session() as s:
+        if whole and principal is not None and not principal.sees_restricted:
+            from preservation.catalog.access_queries import aip_is_public
+
+            # before the version is looked up: "no such version" of a restricted AIP
+            # must not tell a reader that the AIP exists
+            if not aip_is_public(s, aip_id):
+                raise NotInCatalog(kind="AIP", ident=aip_id)
         info = version_info(s, aip_id, version)
         if whole and principal is not None and not principal.sees_restricted and not info.public:
             raise NotInCatalog(kind="AIP", ident=aip_id)

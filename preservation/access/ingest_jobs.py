@@ -30,6 +30,7 @@ import shutil
 import socket
 import threading
 import unicodedata
+import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -206,6 +207,10 @@ async def receive_upload(
         receiver.close()
         shutil.rmtree(upload.folder, ignore_errors=True)
         raise UsageError(f"malformed multipart body: {e}") from e
+    except BaseException:  # the request cancelled (client gone, server stopping)
+        receiver.close()
+        shutil.rmtree(upload.folder, ignore_errors=True)
+        raise
     (upload.folder / "upload.json").write_text(
         json.dumps({"id": upload.id, **upload.to_dict(), "at": utcnow().isoformat()}),
         encoding="utf-8",
@@ -213,9 +218,20 @@ async def receive_upload(
     return upload
 
 
+def _is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
 def find_upload(repo: Repository, upload_id: str) -> Upload:
-    """A finished upload by id (NotInCatalog when unknown or already consumed)."""
-    if path_problem(upload_id) or "/" in upload_id:
+    """A finished upload by id (NotInCatalog when unknown or already consumed).
+
+    Only an upload's own id, a UUID, names one: a job's claimed folder
+    (``<upload>.job-<job>``) holds an ``upload.json`` too and must not be started
+    again while its job runs."""
+    if not _is_uuid(upload_id) or path_problem(upload_id):
         raise NotInCatalog(kind="upload", ident=upload_id)
     folder = uploads_dir(repo) / upload_id
     meta = folder / "upload.json"

@@ -8,7 +8,8 @@ reader's token gets the counts of public records only, a staff token (auditor fo
 monitoring system) the whole repository. No metric carries a record's identifier,
 title or reference code: labels are store names, copy states, severities, job kinds
 and route *templates* (``/api/aips/{aip_id}``, never the requested path), so nothing
-restricted can leak through a label either.
+restricted can leak through a label either. The job metrics (last successful run,
+run durations) describe the journal of every record, so only staff scrapes get them.
 
 **Catalogue metrics** are collected at scrape time, from
 :mod:`preservation.catalog.stats_queries`, and cached for :data:`CACHE_SECONDS` per
@@ -75,8 +76,11 @@ def catalog_metrics(repo: Repository, sees_restricted: bool) -> list[Metric]:
             for name, st in stores.items()
         }
         incidents = sq.open_incidents(s, sees_restricted)
-        last = sq.last_successes(s)
-        durations = list(sq.run_durations(s, DURATION_KINDS))
+        # The journal covers every record (one replication run per AIP replicated,
+        # the time of the last ingest): staff only, like /api/jobs, or a reader
+        # could count restricted AIPs or date their ingest.
+        last = sq.last_successes(s) if sees_restricted else {}
+        durations = list(sq.run_durations(s, DURATION_KINDS)) if sees_restricted else []
 
     out: list[Metric] = []
     g = GaugeMetricFamily("preservation_aips", "Active AIPs (visible to the scraper)")
@@ -162,16 +166,16 @@ def catalog_metrics(repo: Repository, sees_restricted: bool) -> list[Metric]:
         total.add_metric([severity], n)
     out.append(total)
 
-    success = GaugeMetricFamily(
-        "preservation_job_last_success_timestamp_seconds",
-        "End of the newest successful run per job kind (scheduled jobs: schedule:<name>)",
-        labels=["job"],
-    )
-    for job, when in sorted(last.items()):
-        success.add_metric([job], when.timestamp())
-    out.append(success)
-
-    out.append(_durations(durations))
+    if sees_restricted:
+        success = GaugeMetricFamily(
+            "preservation_job_last_success_timestamp_seconds",
+            "End of the newest successful run per job kind (scheduled jobs: schedule:<name>)",
+            labels=["job"],
+        )
+        for job, when in sorted(last.items()):
+            success.add_metric([job], when.timestamp())
+        out.append(success)
+        out.append(_durations(durations))
     took = GaugeMetricFamily(
         "preservation_catalog_scrape_seconds", "Time taken to compute the catalogue metrics"
     )

@@ -266,17 +266,24 @@ def _conditions(f: AipFilter, sees_restricted: bool) -> list[ColumnElement[bool]
     if f.year is not None:
         cond.append(Aip.year == f.year)
     if f.date_from is not None or f.date_to is not None:
-        # A date of the AIP (descriptive 'date', YYYY-MM-DD or YYYYMMDD) when it has
-        # one; otherwise its year must fall within the range's years.
-        date_text = func.replace(descriptive["date"].as_string(), "-", "")
+        # The AIP's span of 日期 (descriptive 'date_from'/'date_to', ISO, set at
+        # ingest) must overlap the range. Without one (AIPs ingested before the span
+        # was kept): its 'date' (YYYY-MM-DD or YYYYMMDD), else its year within the
+        # range's years.
         lo = f.date_from or dt.date.min
         hi = f.date_to or dt.date.max
+        span_from = descriptive["date_from"].as_string()
+        span_to = descriptive["date_to"].as_string()
+        has_span = func.coalesce(span_from, "") != ""
+        by_span = (span_from <= hi.isoformat()) & (span_to >= lo.isoformat())
+        date_text = func.replace(descriptive["date"].as_string(), "-", "")
         by_date = date_text.between(lo.strftime("%Y%m%d"), hi.strftime("%Y%m%d"))
         by_year = Aip.year.between(lo.year, hi.year)
         cond.append(
             or_(
-                descriptive["date"].as_string().is_not(None) & by_date,
-                descriptive["date"].as_string().is_(None) & by_year,
+                has_span & by_span,
+                ~has_span & descriptive["date"].as_string().is_not(None) & by_date,
+                ~has_span & descriptive["date"].as_string().is_(None) & by_year,
             )
         )
     if f.puid:
@@ -362,13 +369,20 @@ def visible_aip(session: Session, aip_id: str, *, sees_restricted: bool) -> Aip 
 
 
 def aip_detail(
-    session: Session, aip_id: str, *, sees_restricted: bool, file_limit: int = 1000
+    session: Session,
+    aip_id: str,
+    *,
+    sees_restricted: bool,
+    file_limit: int = 1000,
+    event_limit: int = 1000,
 ) -> dict[str, Any] | None:
-    """``aip show``'s data plus ``public``, or None when not visible."""
+    """``aip show``'s data plus ``public``, or None when not visible; at most
+    ``file_limit`` files and the newest ``event_limit`` events (both bounded: an
+    AIP's events grow with every audit)."""
     aip = visible_aip(session, aip_id, sees_restricted=sees_restricted)
     if aip is None:
         return None
-    summary = aip_summary(session, aip_id, file_limit=file_limit)
+    summary = aip_summary(session, aip_id, file_limit=file_limit, event_limit=event_limit)
     summary["aip"]["public"] = bool(aip.public)
     return summary
 

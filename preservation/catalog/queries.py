@@ -279,10 +279,17 @@ def list_aips(session: Session, *, limit: int = 50) -> list[dict[str, Any]]:
     ]
 
 
-def aip_summary(session: Session, aip_id: str, *, file_limit: int | None = 1000) -> dict[str, Any]:
+def aip_summary(
+    session: Session,
+    aip_id: str,
+    *,
+    file_limit: int | None = 1000,
+    event_limit: int | None = None,
+) -> dict[str, Any]:
     """Everything ``aip show`` prints, as JSON-ready data: the AIP, its versions, the
     files of the current version (at most ``file_limit``), its copies with their
-    state and per-file fixity counts, and its events in chain order."""
+    state and per-file fixity counts, and its events in chain order (with
+    ``event_limit``, only the newest that many: every audit adds events)."""
     aip = require_aip(session, aip_id)
     versions = list(
         session.execute(
@@ -365,10 +372,15 @@ def aip_summary(session: Session, aip_id: str, *, file_limit: int | None = 1000)
             "version": by_id[e.version_id].number if e.version_id in by_id else None,
             "store": e.store_name,
         }
-        for e in session.execute(
-            select(EventRow).where(EventRow.aip_id == aip_id).order_by(EventRow.seq)
-        ).scalars()
+        for e in _aip_events(session, aip_id, event_limit)
     ]
+    events_total = (
+        session.execute(
+            select(func.count()).select_from(EventRow).where(EventRow.aip_id == aip_id)
+        ).scalar_one()
+        if event_limit is not None
+        else len(events)
+    )
 
     return {
         "aip": {
@@ -405,7 +417,18 @@ def aip_summary(session: Session, aip_id: str, *, file_limit: int | None = 1000)
         "files_truncated": len(files) < files_total,
         "copies": copies,
         "events": events,
+        "events_total": events_total,
+        "events_truncated": len(events) < events_total,
     }
+
+
+def _aip_events(session: Session, aip_id: str, limit: int | None) -> list[EventRow]:
+    """The AIP's events in chain order; with ``limit`` only the newest ``limit``."""
+    q = select(EventRow).where(EventRow.aip_id == aip_id)
+    if limit is None:
+        return list(session.execute(q.order_by(EventRow.seq)).scalars())
+    newest = session.execute(q.order_by(EventRow.seq.desc()).limit(limit)).scalars()
+    return list(reversed(list(newest)))
 
 
 # --- job journal ------------------------------------------------------------------

@@ -103,3 +103,31 @@ def test_cli_correct_and_access_log_review(fresh_env: AccessEnv) -> None:
     assert human.exit_code == 0 and "li" in human.output
     bad = runner.invoke(cli, ["--repo", repo, "access-log", "review", "--since", "yesterday"])
     assert bad.exit_code == 2
+
+
+def test_corrected_date_moves_the_date_search(
+    fresh_client: TestClient, fresh_env: AccessEnv
+) -> None:
+    aip = fresh_env.aips["secret"]  # records dated 2012-03-01 and 2012-03-02
+    auditor, archivist = fresh_env.headers("auditor"), fresh_env.headers("archivist")
+
+    def found(query: str) -> bool:
+        r = fresh_client.get(f"/api/aips?{query}", headers=auditor)
+        assert r.status_code == 200, r.text
+        return aip in {i["id"] for i in r.json()["items"]}
+
+    assert found("date_from=2012-03-02&date_to=2012-03-31")
+    assert not found("date_from=2012-06-01&date_to=2012-06-30")
+    r = fresh_client.patch(
+        f"/api/aips/{aip}/metadata",
+        json={"fields": {"date": "2012-06-10至2012-06-20"}},
+        headers=archivist,
+    )
+    assert r.status_code == 200, r.text
+    assert found("date_from=2012-06-01&date_to=2012-06-15")
+    assert not found("date_from=2012-03-01&date_to=2012-03-31")
+    v2 = fresh_client.get(f"/api/aips/{aip}", headers=auditor).json()["versions"][-1]
+    assert (v2["descriptive"]["date_from"], v2["descriptive"]["date_to"]) == (
+        "2012-06-10",
+        "2012-06-20",
+    )

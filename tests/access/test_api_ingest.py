@@ -51,6 +51,9 @@ def test_upload_ingest_status_and_report(
     assert report.status_code == 200 and report.json()
     html = fresh_client.get(f"/api/ingest/jobs/{job}/report?format=html", headers=h)
     assert html.status_code == 200 and "<html" in html.text.lower()
+    # values from the transfer are in it: sandboxed, never sniffed
+    assert "sandbox" in html.headers["content-security-policy"]
+    assert html.headers["x-content-type-options"] == "nosniff"
     # the upload is consumed; a second job on it finds nothing
     again = fresh_client.post("/api/ingest/jobs", json={"upload": up["upload"]}, headers=h)
     assert again.status_code == 404
@@ -93,6 +96,10 @@ def test_refused_ingest_keeps_its_report(
     report = fresh_client.get(f"/api/ingest/jobs/{job}/report", headers=h)
     assert report.status_code == 200
     assert "missing.txt" in report.text
+    html = fresh_client.get(f"/api/ingest/jobs/{job}/report?format=html", headers=h)
+    assert html.status_code == 200 and "missing.txt" in html.text
+    assert "sandbox" in html.headers["content-security-policy"]
+    assert html.headers["x-content-type-options"] == "nosniff"
 
 
 def test_oversized_upload_is_413_and_leaves_nothing(
@@ -142,3 +149,28 @@ def test_bad_uploads(fresh_client: TestClient, fresh_env: AccessEnv) -> None:
         "/api/ingest/uploads", content=b"plain", headers={**h, "Content-Type": "text/plain"}
     )
     assert r.status_code == 400
+
+
+def test_reading_a_restricted_ingest_is_logged(
+    fresh_client: TestClient, fresh_env: AccessEnv, tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    from preservation.access.accesslog import review
+    from preservation.model import utcnow
+
+    start = utcnow() - dt.timedelta(seconds=1)
+    zipped, sheet = _transfer(tmp_path, security="秘密", n=13)
+    up = _upload(fresh_client, fresh_env, zipped, sheet)
+    h = fresh_env.headers("archivist")
+    job = fresh_client.post(
+        "/api/ingest/jobs", json={"upload": up["upload"], "replicate": False}, headers=h
+    ).json()["job"]
+    fresh_client.app.state.ingest_jobs.wait_idle()  # type: ignore[attr-defined]
+    a = fresh_env.headers("auditor")
+    status = fresh_client.get(f"/api/ingest/jobs/{job}", headers=a).json()
+    assert status["state"] == "done", status
+    aip = status["aip_id"]
+    assert fresh_client.get(f"/api/ingest/jobs/{job}/report", headers=a).status_code == 200
+    reads = review(fresh_env.repo, start)["restricted_reads"]["auditor-user"]
+    assert reads["aips"] == {aip: 2}

@@ -30,6 +30,13 @@ def _ids(client: TestClient, env: AccessEnv, query: str, role: str = "auditor") 
         ("date_from=2013-01-01&date_to=2014-12-31", {"controlled", "internal"}),
         ("date_from=2015-01-01", {"open-b"}),
         ("date_to=2011-12-31", {"open-a"}),
+        # the day matters, not only the year: open-a's records are dated 2011-03-01
+        # and 2011-03-02, open-b's 2015-03-01 and 2015-03-02
+        ("date_from=2011-03-02&date_to=2011-03-02", {"open-a"}),
+        ("date_from=2011-03-03&date_to=2011-12-31", set()),
+        ("date_from=2011-01-01&date_to=2011-02-28", set()),
+        ("date_from=2015-02-01&date_to=2015-03-01", {"open-b"}),
+        ("date_to=2011-03-01", {"open-a"}),
         ("format=x-fmt/111", {"open-a", "open-b", "secret", "controlled", "internal"}),
         ("format=fmt/353", set()),
     ],
@@ -85,3 +92,13 @@ def test_bad_values_are_422(client: TestClient, access_env: AccessEnv) -> None:
         r = client.get("/api/aips", params={"title": value}, headers=h)
         assert r.status_code == 400, value
         assert r.json()["error"]["code"] == "USE001"
+
+
+def test_aip_date_span_in_detail(client: TestClient, access_env: AccessEnv) -> None:
+    """Ingest keeps the records' 日期 as the AIP-level span the date search uses."""
+    r = client.get(f"/api/aips/{access_env.aips['open-a']}", headers=access_env.headers("reader"))
+    assert r.status_code == 200, r.text
+    descriptive = r.json()["versions"][0]["descriptive"]
+    assert descriptive["date_from"] == "2011-03-01"
+    assert descriptive["date_to"] == "2011-03-02"
+    assert "date" not in descriptive  # the two records do not share one date

@@ -72,10 +72,35 @@ def test_login_form_csrf_and_cookie_flags(fresh_env: AccessEnv) -> None:
         # the session cookie reads restricted records like the token does
         secret = fresh_env.aips["secret"]
         assert c.get(f"/api/aips/{secret}").status_code == 200
-        # sign out ends the session
-        assert c.get("/logout", follow_redirects=False).status_code == 303
+        # signing out is a POST with the session's CSRF token, found on every page;
+        # a GET only shows the form (a link or an image elsewhere cannot sign out)
+        confirm = c.get("/logout", follow_redirects=False)
+        assert confirm.status_code == 200 and 'action="/logout"' in confirm.text
+        page = c.get("/dashboard/")
+        form = re.search(
+            r'<form method="post" action="/logout"[^>]*>\s*<input type="hidden"'
+            r' name="csrf_token" value="([^"]+)"',
+            page.text,
+        )
+        assert form and form.group(1) in confirm.text
+        logout_token = form.group(1)
+        assert c.get("/api/me").status_code == 200
+        for bad in ({}, {"csrf_token": logout_token + "x"}, {"csrf_token": csrf}):
+            refused = c.post("/logout", data=bad, follow_redirects=False)
+            assert refused.status_code == 403 and refused.json()["error"]["code"] == "ACC003"
+        assert c.get("/api/me").status_code == 200  # still signed in
+        # another session's token does not sign this one out
+        other = TestClient(app)
+        r2 = _login(other, "reader-user", fresh_env.tokens["reader"], _csrf(other))
+        assert r2.status_code == 303  # type: ignore[attr-defined]
+        other_page = other.get("/dashboard/").text
+        assert logout_token not in other_page
+        out = c.post("/logout", data={"csrf_token": logout_token}, follow_redirects=False)
+        assert out.status_code == 303 and out.headers["location"] == "/login"
         c.cookies.set(SESSION_COOKIE, r.cookies[SESSION_COOKIE])  # type: ignore[attr-defined]
         assert c.get("/api/me").status_code == 401
+        assert c.get("/logout", follow_redirects=False).status_code == 303  # to /login
+        assert other.get("/api/me").status_code == 200
 
     import datetime as dt
 

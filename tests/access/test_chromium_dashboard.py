@@ -169,7 +169,14 @@ def test_reader_session_sees_public_figures_only(
                 assert a.aip not in html and a.reference_code not in html
         response = page.goto(base_url + "/dashboard/audits")
         assert response is not None and response.status == 403
-        page.click("#sign-out")
+        # a GET of /logout only asks; the header's button posts the form (with the
+        # session's CSRF token) and ends the session
+        page.goto(base_url + "/logout")
+        assert page.locator("form[action='/logout'] button#sign-out").count() == 1
+        page.goto(base_url + "/dashboard/")
+        page.click("header #sign-out")
         assert "/login" in page.url
+        page.goto(base_url + "/dashboard/")
+        assert "/login" in page.url  # signed out: back to the sign-in form
     finally:
         context.close()

@@ -91,6 +91,10 @@ def test_catalogue_metrics_match_what_was_ingested(
             by_severity[severity] += 1
     for severity, n in by_severity.items():
         assert value(m, "preservation_open_incidents_by_severity", severity=severity) == n
+    if not sees:
+        # the journal counts every record's runs (one replication per AIP): staff only
+        assert not any(k[0].startswith("preservation_job_") for k in m)
+        return
     for job in ("ingest", "audit", "replication"):
         assert value(m, "preservation_job_last_success_timestamp_seconds", job=job) > 0
     assert value(m, "preservation_job_duration_seconds_count", kind="audit", state="done") == 1

@@ -104,18 +104,35 @@ def aip_detail(
     aip_id: AipId,
     principal: Annotated[Principal, Depends(require(READ))],
     files_limit: Annotated[int, Query(ge=0, le=100_000)] = 1000,
+    events_limit: Annotated[int, Query(ge=0, le=10_000)] = 1000,
 ) -> dict[str, Any]:
     """The AIP, its versions, the files of its current version, its copies with their
-    state, and its events."""
+    state, and its newest events (``events_total``: all of them; the whole chain is
+    at ``/api/events?aip=``)."""
     with app_repo(request).catalog.session() as s:
         data = aq.aip_detail(
-            s, aip_id, sees_restricted=principal.sees_restricted, file_limit=files_limit
+            s,
+            aip_id,
+            sees_restricted=principal.sees_restricted,
+            file_limit=files_limit,
+            event_limit=events_limit,
         )
     if data is None:
         raise NotInCatalog(kind="AIP", ident=aip_id)
     if not data["aip"]["public"]:
         log_access(request, principal, "view", aip_id=aip_id, restricted=True)
     return data
+
+
+def content_disposition(name: str) -> str:
+    """``attachment`` with the file name for every client (RFC 6266): an ASCII
+    ``filename`` (anything else, quotes, backslashes and controls as ``_``) and the
+    exact UTF-8 name in ``filename*`` (RFC 5987, percent-encoded, so no quote, CR or
+    LF of a name can end the header or the parameter)."""
+    fallback = "".join(
+        c if 32 <= ord(c) < 127 and c not in '"\\%;' else "_" for c in name
+    ).strip() or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def _check_bag_path(path: str) -> str:
@@ -172,7 +189,7 @@ def download_file(
     name = path.rsplit("/", 1)[-1]
     headers = {
         "Content-Length": str(f.size),
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
+        "Content-Disposition": content_disposition(name),
         "X-Content-SHA256": f.sha256,
     }
     return StreamingResponse(

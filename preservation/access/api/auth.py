@@ -24,11 +24,13 @@ from preservation.access.auth import (
     SESSION_HOURS,
     app_repo,
     check_csrf,
+    check_session_csrf,
     client_address,
     current_principal,
     new_secret,
     optional_principal,
     secure_cookie,
+    session_csrf,
     sign_in,
     sign_out,
 )
@@ -68,6 +70,7 @@ def _form(
             "name": name,
             "next": next_url,
             "signed_in": signed_in,
+            "logout_token": session_csrf(request) if signed_in else None,
         },
         status_code=status,
     )
@@ -174,28 +177,45 @@ def _logout(request: Request) -> Response:
 
 @router.post("/logout", include_in_schema=False)
 async def logout(request: Request) -> Response:
-    """Sign out (the form posts the CSRF token of the page it was on)."""
+    """Sign out: the form on every page posts its session's CSRF token."""
     form = await request.form(max_files=0, max_fields=5, max_part_size=MAX_FIELD)
     submitted = form.get(CSRF_FIELD)
-    check_csrf(request, submitted if isinstance(submitted, str) else None)
+    if request.cookies.get(SESSION_COOKIE) is None:
+        return RedirectResponse("/login", status_code=303)  # no session: nothing to end
+    # a wrong token: CsrfRejected, 403 and an access-log denial (the app's handler)
+    check_session_csrf(request, submitted if isinstance(submitted, str) else None)
     return _logout(request)
 
 
-@router.get("/logout", include_in_schema=False)
-def logout_link(request: Request) -> Response:
-    """Sign out by link: the session cookie is SameSite=Strict, so another site cannot
-    make a browser send it here."""
-    return _logout(request)
+@router.get("/logout", response_class=HTMLResponse, include_in_schema=False)
+def logout_form(request: Request) -> Response:
+    """A confirmation form: a GET (a link, an image, a prefetch) never signs out."""
+    principal = optional_principal(request)
+    if principal is None or request.cookies.get(SESSION_COOKIE) is None:
+        return RedirectResponse("/login", status_code=303)
+    response = templates.TemplateResponse(
+        request,
+        "logout.html",
+        {"signed_in": principal.name, "logout_token": session_csrf(request)},
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @router.get("/api/me", responses=errors())
-def me(principal: Annotated[Principal, Depends(current_principal)]) -> dict[str, Any]:
-    """The signed-in user, the role and what it may do."""
+def me(
+    request: Request, principal: Annotated[Principal, Depends(current_principal)]
+) -> dict[str, Any]:
+    """The signed-in user, the role and what it may do; for a browser session also
+    ``csrf_token``, the value its state-changing API calls send in ``X-CSRF-Token``."""
     from preservation.access.principal import ACTIONS
 
-    return {
+    body: dict[str, Any] = {
         "name": principal.name,
         "role": principal.role.value,
         "sees_restricted": principal.sees_restricted,
         "may": [a for a in ACTIONS if principal.can(a)],
     }
+    if getattr(request.state, "auth_via", None) == "session":
+        body["csrf_token"] = session_csrf(request)
+    return body

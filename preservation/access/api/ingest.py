@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from preservation.access.api.deps import errors
+from preservation.access.api.deps import errors, log_access
 from preservation.access.auth import app_repo, client_address, require
 from preservation.access.ingest_jobs import (
     JOB_KIND,
@@ -21,11 +21,15 @@ from preservation.access.ingest_jobs import (
     reports_dir,
 )
 from preservation.access.principal import INGEST, Principal
+from preservation.catalog import access_queries as aq
 from preservation.catalog import queries as q
 from preservation.errors import NotInCatalog, PermissionDenied
 from preservation.paths import join_key
 
 router = APIRouter(prefix="/api/ingest", tags=["ingest"])
+
+UPLOAD_ROUTE_BODY_BYTES = 2**62
+REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 
 JobId = Annotated[str, Path(min_length=1, max_length=64)]
 
@@ -54,6 +58,9 @@ _UPLOAD_BODY = {
     status_code=201,
     openapi_extra=_UPLOAD_BODY,
     responses=errors(400, 403, 413),
+    # not the app's small body cap: receive_upload streams to disk and enforces the
+    # server's --max-upload itself (413 ING003, partial folder removed)
+    max_body_size=UPLOAD_ROUTE_BODY_BYTES,
 )
 async def upload_transfer(
     request: Request, principal: Annotated[Principal, Depends(require(INGEST))]
@@ -96,14 +103,29 @@ def start_ingest(
     return {"job": job_id, "state": "running", "status_url": f"/api/ingest/jobs/{job_id}"}
 
 
-def _job(request: Request, principal: Principal, job_id: str) -> dict[str, Any]:
-    """An ingest job for its starter, any archivist or admin, and auditors."""
+def _job(
+    request: Request, principal: Principal, job_id: str, what: str = "ingest job"
+) -> dict[str, Any]:
+    """An ingest job for its starter, any archivist or admin, and auditors; reading
+    the job (``what``) of a record that is not public goes to the access log."""
     if not (principal.can(INGEST) or principal.can("read_operations")):
         raise PermissionDenied(user=principal.name, role=principal.role.value, action="read jobs")
     with app_repo(request).catalog.session() as s:
         job = q.get_job(s, job_id)
+        public = (
+            aq.aip_is_public(s, job["aip_id"]) if job is not None and job["aip_id"] else None
+        )
     if job is None or job["kind"] != JOB_KIND:
         raise NotInCatalog(kind="ingest job", ident=job_id)
+    if public is False:  # the job of a restricted record: a restricted read
+        log_access(
+            request,
+            principal,
+            "view",
+            aip_id=job["aip_id"],
+            restricted=True,
+            detail={"what": what, "job": job_id},
+        )
     return job
 
 
@@ -135,23 +157,31 @@ def ingest_report(
 ) -> Response:
     """The check report of an ingest job (the AIP's own report when it was ingested;
     the kept report of a refused ingest or a dry run)."""
-    job = _job(request, principal, job_id)
+    job = _job(request, principal, job_id, "ingest report")
     repo = app_repo(request)
     media = "application/json" if format == "json" else "text/html; charset=utf-8"
     name = f"report.{format}"
+    # the report holds names and values from the transfer: served like the
+    # dashboard's copy, sandboxed (no script, no same-origin rights) and never sniffed
+    headers = {
+        "Content-Security-Policy": REPORT_CSP,
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store",
+    }
     local = reports_dir(repo, job_id) / name
     if local.is_file():
-        return FileResponse(local, media_type=media)
+        return FileResponse(local, media_type=media, headers=headers)
     if job["state"] == "done" and job["aip_id"]:
         store = repo.primary
         key = join_key(job["aip_id"], "v1", "metadata", name)
+        store.head(key)  # a missing report: its error now, not a broken 200
 
         def chunks() -> Any:
             with store.open(key) as fh:
                 while block := fh.read(1024 * 1024):
                     yield block
 
-        return StreamingResponse(chunks(), media_type=media)
+        return StreamingResponse(chunks(), media_type=media, headers=headers)
     if job["state"] in ("running", "staging", "finalising"):
         return JSONResponse(
             {"error": {"code": "USE001", "message": f"job {job_id} is still {job['state']}"}},

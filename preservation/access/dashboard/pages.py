@@ -22,7 +22,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from starlette.responses import StreamingResponse
 
 from preservation.access import accesslog, charts, i18n
-from preservation.access.auth import app_repo, client_address, optional_principal
+from preservation.access.auth import app_repo, client_address, optional_principal, session_csrf
 from preservation.access.dashboard import data
 from preservation.access.principal import READ_OPERATIONS, Principal
 from preservation.catalog.stats_queries import IngestRow
@@ -106,6 +106,7 @@ def render(
         t=t,
         principal=principal,
         lang_links=_lang_links(request),
+        logout_token=session_csrf(request),
         **context,
     )
     response = HTMLResponse(html, status_code=status_code)
