@@ -24,6 +24,7 @@ from typing import Any, Literal
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from preservation.errors import PreservationError, ToolMissing
+from preservation.metadata.spreadsheet_safe import safe_row
 
 Lang = Literal["zh", "en"]
 Format = Literal["html", "pdf", "csv", "json"]
@@ -105,6 +106,8 @@ LABELS: dict[str, dict[str, str]] = {
         "restore_drills": "Restore drills",
         "runs": "Runs",
         "without_detail": "AIPs without received detail (ingested before it was recorded)",
+        "without_sheet": "AIPs without sheet counts (no ingest record, e.g. a rebuilt catalogue):"
+        " items and volumes not counted",
         "none": "none",
     },
     "zh": {
@@ -179,6 +182,7 @@ LABELS: dict[str, dict[str, str]] = {
         "restore_drills": "备份恢复演练",
         "runs": "次数",
         "without_detail": "无接收明细的信息包(记录前接收)",
+        "without_sheet": "无目录统计的信息包(无接收记录,如重建的目录库),未计入件数和卷数",
         "none": "无",
     },
 }
@@ -331,7 +335,9 @@ def render_csv(data: dict[str, Any]) -> str:
     w.writerow(["section", "metric", "value"])
     for key, value in data.items():
         for metric, text in _flatten("", value):
-            w.writerow([key, metric, text])
+            # Store names, format names and the like come from outside: a cell that
+            # a spreadsheet would run as a formula is written as text.
+            w.writerow(safe_row([key, metric, text]))
     return buf.getvalue()
 
 
