@@ -343,6 +343,15 @@ class SchedulerSettings(_Strict):
         return v
 
 
+class DrillSettings(_Strict):
+    """``[drill]``: the scheduler's restore drill (job ``restore-drill``): ``count``
+    random AIPs exported from ``store`` alone (default: the first replica store on
+    another site than the primary) and validated fully."""
+
+    count: Annotated[int, Field(ge=1, le=10_000)] = 1
+    store: str | None = None
+
+
 class ExecutorSettings(_Strict):
     """``[executor]``: where audit (and replication) work runs.
 
@@ -421,6 +430,7 @@ class Settings(_Strict):
     audit: AuditSettings = AuditSettings()
     alerts: AlertSettings = AlertSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    drill: DrillSettings = DrillSettings()
     executor: ExecutorSettings = ExecutorSettings()
     formats: FormatsSettings = FormatsSettings()
     # Sections owned by later parts (access) are free-form tables here until their
@@ -444,6 +454,14 @@ class Settings(_Strict):
             raise ValueError(
                 f"exactly one store must have role = 'primary' (found {len(primaries)})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _drill_store(self) -> Settings:
+        name = self.drill.store
+        if name is not None and name not in self.stores:
+            known = ", ".join(sorted(self.stores))
+            raise ValueError(f"drill.store: no store named {name!r} (configured: {known})")
         return self
 
     @model_validator(mode="after")

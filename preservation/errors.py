@@ -22,7 +22,8 @@ trouble, throttling); everything else is permanent and is never retried.
     │   ├── MetsInvalid                       MET001
     │   ├── MetsBuildError                    MET002
     │   ├── IngestRefused                     ING001
-    │   └── DuplicateTransfer                 ING002
+    │   ├── DuplicateTransfer                 ING002
+    │   └── UploadTooLarge                    ING003
     ├── IntegrityError                        FIX000  exit 4
     │   ├── DigestMismatch                    FIX001
     │   └── NoGoodCopy                        AUD102
@@ -47,6 +48,11 @@ trouble, throttling); everything else is permanent and is never retried.
     │   ├── AipBusy                           DEL004
     │   └── AipNotActive                      DEL005
     ├── JobBusy                               AUD101  exit 9   (a job runs elsewhere)
+    ├── AccessError                           ACC000  exit 10  (users, roles, sign-in)
+    │   ├── NotAuthenticated                  ACC001
+    │   ├── PermissionDenied                  ACC002
+    │   ├── CsrfRejected                      ACC003
+    │   └── UnknownUser                       ACC004
     └── ToolMissing                           TOOL001 exit 7
 """
 
@@ -222,6 +228,13 @@ class DuplicateTransfer(InputError):
     )
 
 
+class UploadTooLarge(InputError):
+    """An upload over the configured limit; nothing of it is kept."""
+
+    code = "ING003"
+    template = "upload {name} is larger than the limit of {limit} bytes"
+
+
 class IntegrityError(PreservationError):
     code = "FIX000"
     exit_status = 4
@@ -358,6 +371,33 @@ class JobBusy(PreservationError):
     code = "AUD101"
     exit_status = 9
     template = "{job} is already running ({holder})"
+
+
+class AccessError(PreservationError):
+    """Who may do what: sign-in, roles, users (preservation.access)."""
+
+    code = "ACC000"
+    exit_status = 10
+
+
+class NotAuthenticated(AccessError):
+    code = "ACC001"
+    template = "not signed in: {reason}"
+
+
+class PermissionDenied(AccessError):
+    code = "ACC002"
+    template = "{user} ({role}) may not {action}"
+
+
+class CsrfRejected(AccessError):
+    code = "ACC003"
+    template = "the form's CSRF token is missing or does not match; reload the form"
+
+
+class UnknownUser(AccessError):
+    code = "ACC004"
+    template = "no user named {name}"
 
 
 class ToolMissing(PreservationError):

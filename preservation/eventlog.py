@@ -47,15 +47,29 @@ def event_document(
     store_name: str | None,
     prev_hash: str,
     hash: str,
+    version_id: int | None = None,
+    agents: Sequence[Agent] = (),
 ) -> bytes:
     doc: dict[str, Any] = {
         "event": event.to_dict(),
         "aip": aip_id,
         "version": version,
+        "version_id": version_id,
         "store": store_name,
         "prev_hash": prev_hash,
         "hash": hash,
     }
+    if agents:  # who the agents are (a rebuilt catalogue needs their names and types)
+        doc["agent_records"] = [
+            {
+                "id": a.identifier,
+                "name": a.name,
+                "type": a.type,
+                "version": a.version,
+                "note": a.note,
+            }
+            for a in agents
+        ]
     return json.dumps(doc, ensure_ascii=False, sort_keys=True, indent=1).encode("utf-8")
 
 
@@ -88,6 +102,8 @@ def append(
         store_name=store_name,
         prev_hash=row.prev_hash,
         hash=row.hash,
+        version_id=version_id,
+        agents=agents,
     )
 
 
@@ -106,6 +122,38 @@ def publish(stores: Iterable[Store], aip_id: str, event: Event, document: bytes)
             log.warning("event %s not written to %s: %s", event.identifier, store.name, e)
             failed.append(store.name)
     return failed
+
+
+def publish_recorded(
+    repo: Repository, aip_id: str, version: int, stores: Sequence[str]
+) -> list[str]:
+    """Publish the chain documents of the events the catalogue holds for one AIP
+    version (ingest records its events with the AIP; this writes them beside it once
+    the commit is done). Returns the stores a document failed to reach; like
+    :func:`publish`, never raises for store or catalogue trouble (it is logged): the
+    events are in the catalogue already."""
+    from preservation.catalog.recovery_queries import version_events
+
+    try:
+        with repo.catalog.session() as s:
+            rows = version_events(s, aip_id, version)
+        targets = [repo.store(n) for n in stores]
+    except PreservationError as e:
+        log.warning("events of %s v%d not published: %s", aip_id, version, e)
+        return sorted(stores)
+    failed: set[str] = set()
+    for row in rows:
+        doc = event_document(
+            row.event,
+            aip_id=aip_id,
+            version=version,
+            store_name=row.store_name,
+            prev_hash=row.prev_hash,
+            hash=row.hash,
+            version_id=row.version_id,
+        )
+        failed.update(publish(targets, aip_id, row.event, doc))
+    return sorted(failed)
 
 
 def record(
@@ -140,3 +188,36 @@ def record(
     assert doc is not None
     configured = set(repo.config.settings.stores)
     return publish([repo.store(n) for n in names if n in configured], aip_id, event, doc)
+
+
+def copy_log(source: Store, target: Store, aip_id: str, *, tombstone: bool = False) -> int:
+    """Copy the AIP's event documents (and, with ``tombstone``, a deletion tombstone)
+    that ``target`` lacks from ``source``; returns how many were written.
+
+    Each document is read whole (they are small), hashed, and written with its
+    SHA-256 so that the target verifies the bytes end to end. Replication calls this
+    after a copy is verified, and store resync for every AIP, so a replica's event
+    log is as complete as the primary's and the replica alone can rebuild the
+    catalogue.
+    """
+    import hashlib
+
+    from preservation.storage.deletion import tombstone_key
+
+    prefix = join_key(aip_id, EVENTS_DIR) + "/"
+    have = {i.key for i in target.list(prefix)}
+    wanted = [i.key for i in source.list(prefix) if i.key not in have]
+    tomb = tombstone_key(aip_id)
+    if tombstone and source.exists(tomb) and not target.exists(tomb):
+        wanted.append(tomb)
+    for key in wanted:
+        with source.open(key) as fh:
+            data = fh.read()
+        target.put(
+            key,
+            io.BytesIO(data),
+            digests={"sha256": hashlib.sha256(data).hexdigest()},
+            size=len(data),
+            overwrite=True,
+        )
+    return len(wanted)

@@ -6,7 +6,9 @@ catalogue's SQLAlchemy models are separate (only ``preservation.catalog`` speaks
 
 from __future__ import annotations
 
+import math
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +63,27 @@ class FormatInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def _json_value(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    return str(value)
+
+
+def stored_properties(properties: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """:attr:`FileEntry.properties` as the catalogue and the METS keep them: JSON
+    values only (tuples as lists, a non-finite number as null, anything else as
+    text); None when there is nothing."""
+    if not properties:
+        return None
+    return {str(k): _json_value(v) for k, v in properties.items()}
 
 
 @dataclass

@@ -70,9 +70,13 @@ def validate_key(key: str) -> str:
 def safe_relpath(path: str) -> str:
     """Normalise a path found in a transfer (NFC, '/' separators) or raise UnsafePath."""
     problem = _problem(path)
+    normalised = nfc(path)
+    if problem is None and normalised != path:
+        # NFC can lengthen a name (U+0958 becomes two code points): judge the result too
+        problem = _problem(normalised)
     if problem:
         raise UnsafePath(path=path, reason=problem)
-    return nfc(path)
+    return normalised
 
 
 def path_problem(path: str) -> str | None:

@@ -30,6 +30,7 @@ whose commit did.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -314,6 +315,15 @@ class _Builder:
             base = rights.fields() if rights is not None else {}
             base.update({k: v for k, v in descriptive.items() if k in Rights.KEYS})
             rights = Rights.from_fields(base)
+        # A corrected 密级/开放状态/保管期限/保密期限 applies to every record of the AIP
+        # (records that carry their own value get the corrected one).
+        rights_changed = {k: v for k, v in self.changes.descriptive.items() if k in Rights.KEYS}
+        records = [
+            dataclasses.replace(
+                r, fields={**r.fields, **{k: v for k, v in rights_changed.items() if k in r.fields}}
+            )
+            for r in self.summary.records
+        ]
         agents = {a.identifier: a for a in self.summary.agents}
         agents.update({a.identifier: a for a in self.agents})
         number = self.number
@@ -334,7 +344,7 @@ class _Builder:
                 agents=list(agents.values()),
                 events=[*self.summary.events, *self.events],
                 descriptive=descriptive,
-                records=self.summary.records,
+                records=records,
                 rights=rights,
                 tag_files=listed,
                 previous_version=self.previous,

@@ -2,9 +2,10 @@
 
 What is written (``access_log``): every read of a record that is not public (detail,
 download, export, by staff), every change (ingest, metadata correction, user
-management), every sign-in, failed sign-in and sign-out, and every denial (HTTP 401
-and 403). Reads of public records are not logged one by one: they are open to every
-reader and the HTTP metrics count them.
+management, and the CLI's changing commands), every sign-in, failed sign-in and
+sign-out, every denial (HTTP 401 and 403) and every refused request (413, 422).
+Reads of public records are not logged one by one: they are open to every reader
+and the HTTP metrics count them.
 
 :func:`review` summarises a period for the periodic review the NDSA level asks for:
 entries per user and per action, reads of restricted records per user, denials and

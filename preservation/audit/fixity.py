@@ -8,6 +8,9 @@ opens the store itself from the configuration (:class:`StoreRef`) and keeps it.
 - ``full``/``sample``: the object is read once, in blocks, feeding every algorithm
   asked for; the digests are compared with the catalogue and with the bag manifest,
   the byte count with the catalogue's size.
+  On a local store the file is opened directly and read into a buffer kept per
+  thread (:func:`_hash_local`); any error there takes the generic store path, which
+  reports it, so the findings are the same either way.
 - ``inventory``: one ``head``: the object is there, its size is right and any
   checksum the store keeps agrees with the catalogue (local stores keep none).
 
@@ -30,8 +33,10 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from preservation.audit.codes import Outcome
 from preservation.errors import ObjectNotFound, PreservationError
-from preservation.hashing import BLOCK_SIZE, hash_stream
+from preservation.hashing import BLOCK_SIZE, SUPPORTED, hash_stream
 from preservation.model import utcnow
+from preservation.paths import validate_key
+from preservation.storage.local import TMP_NAME, LocalStore
 from preservation.storage.retry import retry
 
 if TYPE_CHECKING:
@@ -214,6 +219,50 @@ def hash_object(
     return retry(attempt, attempts=READ_ATTEMPTS)
 
 
+_thread = threading.local()
+
+
+def _block_buffer() -> memoryview:
+    """This thread's read buffer (one per thread, allocated once, not once per file)."""
+    view: memoryview | None = getattr(_thread, "view", None)
+    if view is None:
+        view = _thread.view = memoryview(bytearray(BLOCK_SIZE))
+    return view
+
+
+def _hash_local(
+    store: LocalStore, key: str, algorithms: Sequence[str]
+) -> tuple[dict[str, str], int] | None:
+    """The fast path of :func:`hash_object` for a local store: the file opened directly
+    (unbuffered) and read in blocks into this thread's buffer. Many small files cost
+    a fraction of the generic path (store stream, retry wrapper, a buffer per file).
+    None on any error: the caller takes the generic path, which reports it as usual."""
+    try:
+        # The checks of LocalStore._path (a safe key, not a temporary name) without
+        # building a pathlib.Path per file.
+        validate_key(key)
+        if TMP_NAME.match(key.rpartition("/")[2]):
+            return None
+        path = f"{os.fspath(store.root)}/{key}"
+        hashers = [_CONSTRUCTORS[a]() for a in algorithms]
+        view = _block_buffer()
+        size = 0
+        with open(path, "rb", buffering=0) as f:
+            readinto = f.readinto
+            while n := readinto(view):
+                size += n
+                block = view[:n]
+                for h in hashers:
+                    h.update(block)
+    except (OSError, PreservationError, KeyError, ValueError):
+        return None
+    return {a: h.hexdigest() for a, h in zip(algorithms, hashers, strict=True)}, size
+
+
+# ``hashlib.sha256`` and the like: faster than ``hashlib.new`` by name.
+_CONSTRUCTORS: dict[str, Callable[[], Any]] = {a: getattr(hashlib, a) for a in SUPPORTED}
+
+
 def judge(
     task: FileTask,
     digests: Mapping[str, str],
@@ -258,7 +307,8 @@ def check_content(
     t0 = time.perf_counter()
     algs = tuple(dict.fromkeys([*algorithms, *task.expected]))
     try:
-        digests, size = hash_object(store, task.key, algs, task.size)
+        local = _hash_local(store, task.key, algs) if type(store) is LocalStore else None
+        digests, size = local or hash_object(store, task.key, algs, task.size)
     except ObjectNotFound:
         return _failed(
             task, mode, "missing", f"no object {task.key} on {store.name}", algs, started, t0

@@ -49,6 +49,7 @@ from preservation.errors import (
     PreservationError,
     RetentionLocked,
 )
+from preservation.faults import checkpoint
 from preservation.jobs import software_agent
 from preservation.model import Event, utcnow
 from preservation.paths import join_key
@@ -244,6 +245,7 @@ class _Repair:
         src_store, src_check = source
         try:
             q_key, locked = self._quarantine()
+            checkpoint("repair:after-quarantine")
             self._copy(src_store, overwrite=locked)
         except PreservationError as e:
             return self._failed(f"{e.code}: {e.message}", src_store.name)
@@ -254,6 +256,7 @@ class _Repair:
                 src_store.name,
                 q_key,
             )
+        checkpoint("repair:before-record")
         return self._record(src_check, after, q_key, locked)
 
     # -- steps -------------------------------------------------------------------------

@@ -266,6 +266,7 @@ class _StoreRun:
         self.checked_ids: set[int] = set()  # manifest file copies checked in this run
         self.scanned_copies: set[int] = set()  # copies scanned for unexpected objects
         self.copy_info: dict[int, Any] = {}
+        self.manifest_algs: dict[int, tuple[str, ...]] = {}  # payload manifests by copy
         self.notes: dict[int, IncidentNote] = {}
         self.totals: dict[str, Any] = {}
 
@@ -465,9 +466,11 @@ class _StoreRun:
             ), None
         algs: tuple[str, ...] = (p.algorithm,)
         if p.all_digests:
-            names = [f"manifest-{a}.txt" for a in SUPPORTED]
-            present = [c.path for c in aq.copy_files(s, copy_id, names)]
-            algs = tuple(dict.fromkeys([p.algorithm, *manifest_algorithms(present)]))
+            if copy_id not in self.manifest_algs:  # once per copy, not once per batch
+                names = [f"manifest-{a}.txt" for a in SUPPORTED]
+                present = [c.path for c in aq.copy_files(s, copy_id, names)]
+                self.manifest_algs[copy_id] = manifest_algorithms(present)
+            algs = tuple(dict.fromkeys([p.algorithm, *self.manifest_algs[copy_id]]))
         if not any(a in CATALOGUE_DIGESTS for a in algs):
             algs = (*algs, "sha256")  # the catalogue is always compared
         for a in algs:
@@ -476,9 +479,11 @@ class _StoreRun:
                 self.summary.algorithms = list(self.totals["algorithms"])
         info = self.copy_info[copy_id]
         names = [f"{pre}manifest-{a}.txt" for a in algs for pre in ("", "tag")]
-        manifest_rows = aq.copy_files(s, copy_id, names)
 
         def load(wanted: set[str] | None) -> Any:
+            # Looked up only when the manifests are read (not for every batch of a
+            # copy whose manifests are kept): the lookup reads the copy's file rows.
+            manifest_rows = aq.copy_files(s, copy_id, names)
             tasks = [
                 FileTask(
                     file_copy_id=m.file_copy_id,

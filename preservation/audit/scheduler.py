@@ -7,7 +7,8 @@ Jobs (ids as shown by ``preservation scheduler list``):
 - ``replication``: the replication catch-up (``[scheduler.replication]``, hourly),
   registered only when :func:`preservation.storage.replicate.replicate_pending` exists;
 - job slots of other parts (``[scheduler.jobs.<name>]``): the weekly format-risk
-  check and the monthly report by default, each registered only when its ``function``
+  check, the monthly report and the weekly restore drill by default, each registered
+  only when its ``function``
   (``'module:function'``, called with the repository) can be imported.
 
 Overlap. Within the scheduler a job has ``max_instances = 1``. Across processes and
@@ -59,6 +60,10 @@ DEFAULT_SLOTS: dict[str, JobSchedule] = {
     ),
     "report": JobSchedule(
         cron="0 4 1 * *", function="preservation.reports.monthly:scheduled_report"
+    ),
+    # weekly restore drill from the off-site store ([drill] says how many AIPs, where)
+    "restore-drill": JobSchedule(
+        cron="0 5 * * 6", function="preservation.checks.drill:scheduled_drill"
     ),
 }
 

@@ -49,7 +49,7 @@ def canonical_encoding(name: str) -> str | None:
     """Python's codec name for a declared tag-file encoding, or None if unknown."""
     try:
         return codecs.lookup(name.strip()).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the name
         return None
 
 

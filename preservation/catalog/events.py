@@ -32,7 +32,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, String, Text, cast, func, select, text, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+    type_coerce,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -238,25 +252,32 @@ def _sqlite_when(raw: str) -> str:
     return canonical_datetime(dt.datetime.fromisoformat(raw).replace(tzinfo=dt.UTC))
 
 
-def _identity(raw: str) -> str:
-    return raw
-
-
-def _verify_columns(dialect: str) -> tuple[tuple[Any, ...], Callable[[str], str]]:
+def _verify_columns(dialect: str) -> tuple[Any, ...]:
     """Columns as raw text where that saves decoding: the datetime in canonical form
-    (or SQLite's stored text, converted by the returned function) and the JSON
-    columns as their stored, already canonical, text."""
+    and the JSON columns as their stored, already canonical, text.
+
+    PostgreSQL writes the canonical datetime itself. On SQLite the usual stored form
+    ('YYYY-MM-DD HH:MM:SS.ffffff', naive UTC) is rewritten by the query too; any other
+    stored text comes back prefixed with ``!`` and goes through :func:`_sqlite_when`.
+    """
     when: ColumnElement[Any]
     if dialect == "postgresql":
-        # Canonical datetime text straight from the server.
         when = func.to_char(
             func.timezone("UTC", EventRow.datetime), 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'
         )
-        convert = _identity
     else:
-        when = type_coerce(EventRow.datetime, String)
-        convert = _sqlite_when
-    columns = (
+        raw = type_coerce(EventRow.datetime, String)
+        when = case(
+            (
+                (func.length(raw) == 26)
+                & (func.substr(raw, 1, 1) != "!")
+                & (func.substr(raw, 11, 1) == " ")
+                & (func.substr(raw, 20, 1) == "."),
+                func.substr(raw, 1, 10) + "T" + func.substr(raw, 12) + "+00:00",
+            ),
+            else_="!" + raw,
+        )
+    return (
         EventRow.seq,
         EventRow.id,
         EventRow.type,
@@ -276,11 +297,12 @@ def _verify_columns(dialect: str) -> tuple[tuple[Any, ...], Callable[[str], str]
         EventRow.prev_hash,
         EventRow.hash,
     )
-    return columns, convert
 
 
-# Below this many events a parallel verification costs more (worker start-up) than it saves.
-PARALLEL_MIN_EVENTS = 200_000
+# Below this many events a parallel verification costs more (worker start-up) than it saves:
+# with the server-side hash (PostgreSQL) and the inline text (SQLite) one process verified
+# a million events faster than two on 2 cores (issue 9, docs/benchmarks.md).
+PARALLEL_MIN_EVENTS = 2_000_000
 
 
 def verify_chain(
@@ -422,6 +444,89 @@ def _worker_main() -> None:
     sys.stdout.write(json.dumps(asdict(report)))
 
 
+def _server_hash_columns() -> tuple[Any, ...]:
+    """(seq, computed hash, prev_hash, hash) on PostgreSQL: the server writes each row's
+    canonical text (``to_json`` escapes a string exactly as ``canonical_json`` does)
+    and hashes it, so a row costs the client almost nothing."""
+
+    def quote(column: Any) -> Any:
+        return cast(func.to_json(cast(column, Text)), Text)
+
+    when = func.to_char(
+        func.timezone("UTC", EventRow.datetime), 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'
+    )
+    parts = [
+        '{"agents":', cast(EventRow.agents, Text),
+        ',"aip_id":', func.coalesce(quote(EventRow.aip_id), "null"),
+        ',"datetime":', quote(when),
+        ',"detail":', quote(EventRow.detail),
+        ',"id":', quote(EventRow.id),
+        ',"objects":', cast(EventRow.objects, Text),
+        ',"outcome":', quote(EventRow.outcome),
+        ',"outcome_detail":', quote(EventRow.outcome_detail),
+        ',"prev_hash":', quote(EventRow.prev_hash),
+        ',"store_name":', func.coalesce(quote(EventRow.store_name), "null"),
+        ',"type":', quote(EventRow.type),
+        f',"v":{CANONICAL_VERSION},"version_id":',
+        func.coalesce(cast(EventRow.version_id, Text), "null"),
+        "}",
+    ]  # fmt: skip
+    canonical: Any = literal_column("''", Text)
+    for part in parts:
+        canonical = canonical.op("||")(literal(part, Text) if isinstance(part, str) else part)
+    computed = func.encode(func.sha256(func.convert_to(canonical, "UTF8")), "hex")
+    return (EventRow.seq, computed, EventRow.prev_hash, EventRow.hash)
+
+
+def _python_hashes(rows: Sequence[Any]) -> list[tuple[int, str, str, str]]:
+    """(seq, computed hash, prev_hash, hash) of rows of :func:`_verify_columns`: the
+    canonical text written inline, byte for byte what :func:`_canonical_text` writes
+    (the tests compare them), in one comprehension (no call per row)."""
+    quote = _quote
+    sha256 = hashlib.sha256
+    v = CANONICAL_VERSION
+    return [
+        (
+            seq,
+            sha256(
+                (
+                    f'{{"agents":{agents},'
+                    f'"aip_id":{"null" if aip_id is None else quote(aip_id)},'
+                    f'"datetime":{quote(_sqlite_when(when[1:]) if when[0] == "!" else when)},'
+                    f'"detail":{quote(detail)},"id":{quote(ident)},"objects":{objects},'
+                    f'"outcome":{quote(outcome)},"outcome_detail":{quote(outcome_detail)},'
+                    f'"prev_hash":{quote(prev_hash)},'
+                    f'"store_name":{"null" if store_name is None else quote(store_name)},'
+                    f'"type":{quote(etype)},"v":{v},'
+                    f'"version_id":{"null" if version_id is None else int(version_id)}}}'
+                ).encode()
+            ).hexdigest(),
+            prev_hash,
+            stored,
+        )
+        for (
+            seq, ident, etype, when, outcome, detail, outcome_detail, agents, objects,
+            aip_id, version_id, store_name, prev_hash, stored,
+        ) in rows
+    ]  # fmt: skip
+
+
+def _exact_hash(conn: Connection, seq: int) -> str:
+    """One row's hash recomputed in Python from its columns (the reference; the
+    fast path defers to it wherever it does not reproduce the stored hash)."""
+    row = conn.execute(select(*_verify_columns(conn.dialect.name)).where(EventRow.seq == seq)).one()
+    (_, ident, etype, when, outcome, detail, outcome_detail, agents, objects, aip_id,
+     version_id, store_name, prev_hash, _) = row  # fmt: skip
+    if when[0] == "!":
+        when = _sqlite_when(when[1:])
+    return event_hash(
+        _canonical_text(
+            ident, etype, when, outcome, detail, outcome_detail, agents, objects,
+            aip_id, version_id, store_name, prev_hash,
+        ).encode()
+    )  # fmt: skip
+
+
 def _verify_range(
     conn: Connection,
     prev: str,
@@ -431,62 +536,50 @@ def _verify_range(
     last_seq: int | None,
 ) -> ChainReport:
     """Verify the rows with ``after`` < seq (<= ``until``), the first linking to
-    ``prev``."""
+    ``prev``.
+
+    The hot loop of the event log: batches are fetched as plain tuples on the
+    connection's own DBAPI cursor (same transaction, no result-row machinery). On
+    PostgreSQL the server writes and hashes each row's canonical text; wherever that
+    does not give the stored hash, the row is recomputed in Python
+    (:func:`_exact_hash`), which alone decides a ``hash`` break. On SQLite (whose
+    functions are slower than Python here, and which has no sha256) Python hashes
+    every row. Either way the result is that of recomputing every row in Python.
+    """
     count = breaks = 0
     first: ChainBreak | None = None
-    columns, when_text = _verify_columns(conn.dialect.name)
-    query = select(*columns).order_by(EventRow.seq).limit(batch)
+    server = conn.dialect.name == "postgresql"
+    columns = _server_hash_columns() if server else _verify_columns(conn.dialect.name)
+    query = select(*columns).where(EventRow.seq > bindparam("after", type_=Integer))
     if until is not None:
-        query = query.where(EventRow.seq <= until)
-    text_of = _canonical_text
-    sha256 = hashlib.sha256
-    while True:
-        rows = conn.execute(query.where(EventRow.seq > after)).all()
-        if not rows:
-            break
-        for (
-            seq,
-            ident,
-            etype,
-            when,
-            outcome,
-            detail,
-            outcome_detail,
-            agents,
-            objects,
-            aip_id,
-            version_id,
-            store_name,
-            prev_hash,
-            stored,
-        ) in rows:
-            computed = sha256(
-                text_of(
-                    ident,
-                    etype,
-                    when_text(when),
-                    outcome,
-                    detail,
-                    outcome_detail,
-                    agents,
-                    objects,
-                    aip_id,
-                    version_id,
-                    store_name,
-                    prev_hash,
-                ).encode("utf-8")
-            ).hexdigest()
-            if prev_hash != prev or computed != stored:
-                breaks += 1
-                if first is None:
-                    first = (
-                        ChainBreak(seq, "link", prev, prev_hash)
-                        if prev_hash != prev
-                        else ChainBreak(seq, "hash", computed, stored)
-                    )
-            prev = stored
-            count += 1
-        after = last_seq = rows[-1][0]
+        query = query.where(EventRow.seq <= bindparam("until", type_=Integer))
+    compiled = query.order_by(EventRow.seq).limit(batch).compile(dialect=conn.dialect)
+    sql = str(compiled)
+    names = compiled.positiontup if compiled.positional else None
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        while True:
+            params = compiled.construct_params({"after": after, "until": until})
+            cursor.execute(sql, tuple(params[n] for n in names) if names else params)
+            rows = cursor.fetchall()
+            if not rows:
+                break
+            for seq, computed, prev_hash, stored in rows if server else _python_hashes(rows):
+                if computed != stored and server:
+                    computed = _exact_hash(conn, seq)
+                if prev_hash != prev or computed != stored:
+                    breaks += 1
+                    if first is None:
+                        first = (
+                            ChainBreak(seq, "link", prev, prev_hash)
+                            if prev_hash != prev
+                            else ChainBreak(seq, "hash", computed, stored)
+                        )
+                prev = stored
+                count += 1
+            after = last_seq = rows[-1][0]
+    finally:
+        cursor.close()
     return ChainReport(count, breaks, first, last_seq, prev)
 
 

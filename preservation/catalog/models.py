@@ -149,6 +149,10 @@ class Aip(Base):
     # sha256 over the sorted payload digests: the same transfer ingested twice has
     # the same key (duplicate detection).
     payload_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Visible to readers: unclassified (非密/公开) and open (开放), computed from the
+    # descriptive fields at ingest and on every metadata correction
+    # (preservation.catalog.visibility.is_public). Missing values: not public.
+    public: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
 
 
 class AipVersion(Base):
@@ -202,6 +206,11 @@ class File(Base):
     original_name: Mapped[str | None] = mapped_column(Text)  # as received, if it differed
     role: Mapped[str | None] = mapped_column(String(16))  # original | migrated | access
     derived_from: Mapped[str | None] = mapped_column(String(36))  # source file uuid
+    # What opening the file found (FileEntry.properties: pages, pixel size, dpi,
+    # colour mode, compression, ...), also in the METS (PREMIS
+    # objectCharacteristicsExtension) so that a rebuild restores it; None for tag
+    # files and for files recorded before migration 0005.
+    properties: Mapped[dict[str, Any] | None] = mapped_column()
 
 
 class StoreRow(Base):
@@ -397,9 +406,13 @@ class User(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255), unique=True)
     role: Mapped[str] = mapped_column(String(32))
-    token_hash: Mapped[str | None] = mapped_column(String(128))
+    # sha256 (hex) of the API token; see preservation.access.auth for why not a slow KDF.
+    token_hash: Mapped[str | None] = mapped_column(String(128), index=True, unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    token_created_at: Mapped[dt.datetime | None] = mapped_column()
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 # Tables of later migrations, defined in their own modules, join Base.metadata here.
+from preservation.catalog import access_models as _access_models  # noqa: E402, F401
 from preservation.catalog import deletion_models as _deletion_models  # noqa: E402, F401

@@ -25,8 +25,9 @@ from preservation.catalog.queries import (
     add_files_batched,
     set_job_state,
 )
+from preservation.catalog.visibility import is_public
 from preservation.errors import NotInCatalog
-from preservation.model import Agent, Event, FileEntry, utcnow
+from preservation.model import Agent, Event, FileEntry, stored_properties, utcnow
 
 # Digests and size of one tag file, as preservation.hashing.hash_file returns them.
 TagDigests = tuple[Mapping[str, str], int]
@@ -60,6 +61,7 @@ def payload_row(e: FileEntry, totals: list[int], **extra: Any) -> dict[str, Any]
         "original_name": e.original_name,
         "role": e.role,
         "derived_from": e.derived_from,
+        "properties": stored_properties(e.properties),
         **extra,
     }
 
@@ -160,6 +162,7 @@ def record_ingest(
         state="active",
         current_version=1,
         payload_key=payload_key,
+        public=is_public(descriptive),
     )
     mets = tag_files.get(METS_PATH)
     tagmanifest = tag_files.get(TAGMANIFEST)

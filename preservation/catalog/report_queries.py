@@ -62,6 +62,28 @@ def ingest_results(session: Session, aip_ids: Iterable[str]) -> dict[str, dict[s
     return out
 
 
+def first_version_file_properties(
+    session: Session, aip_ids: Iterable[str], batch: int = 2000
+) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """``(aip id, properties)`` of every payload file of the AIPs' version 1 (what
+    ingest received), streamed; ``properties`` is None for files recorded before
+    migration 0005."""
+    ids = list(aip_ids)
+    for i in range(0, len(ids), 500):
+        rows = session.execute(
+            select(AipVersion.aip_id, File.properties)
+            .join(File, File.version_id == AipVersion.id)
+            .where(
+                AipVersion.aip_id.in_(ids[i : i + 500]),
+                AipVersion.number == 1,
+                File.kind == "payload",
+            )
+            .execution_options(yield_per=batch)
+        )
+        for aip_id, properties in rows:
+            yield str(aip_id), properties
+
+
 @dataclass(frozen=True)
 class VersionRow:
     aip_id: str

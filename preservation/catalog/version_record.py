@@ -34,6 +34,7 @@ from preservation.catalog.record import (
     add_version_files_and_copies,
     payload_row,
 )
+from preservation.catalog.visibility import is_public
 from preservation.errors import CatalogConflict, NotInCatalog, UsageError
 from preservation.model import FileEntry, utcnow
 
@@ -133,6 +134,8 @@ def record_new_version(
             setattr(aip, key, descriptive[key] or None)
     if "year" in descriptive:
         aip.year = _year(descriptive["year"])
+    if descriptive:
+        aip.public = is_public(descriptive)
     session.flush()
     return version
 
@@ -170,9 +173,11 @@ def current_payload_files(
     aip_id: str | None = None,
     puids: Sequence[str] | None = None,
     batch: int = 1000,
+    public_only: bool = False,
 ) -> Iterator[CurrentFile]:
     """Payload files of the current version of every active AIP (or of one AIP, or of
-    some PUIDs), by AIP and path; streamed in batches of ``batch`` rows."""
+    some PUIDs; only of public AIPs with ``public_only``), by AIP and path; streamed
+    in batches of ``batch`` rows."""
     from preservation.catalog.models import Aip, File
 
     q = (
@@ -207,6 +212,10 @@ def current_payload_files(
         q = q.where(Aip.id == aip_id)
     if puids is not None:
         q = q.where(File.puid.in_(list(puids)))
+    if public_only:
+        from preservation.catalog.visibility import aip_visible
+
+        q = q.where(aip_visible(False))
     for row in session.execute(q):
         yield CurrentFile(*row)  # type: ignore[call-arg]
 

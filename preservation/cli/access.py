@@ -4,7 +4,6 @@ and the web server."""
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,22 @@ ROLES = ("admin", "archivist", "auditor", "reader")
 
 def _operator() -> str:
     """Who runs the command (recorded in the access log)."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "operator"
+    from preservation.access.accesslog import os_user
+
+    return os_user()
 
 
 def _log(repo: Any, action: str, **fields: Any) -> None:
     from preservation.access import accesslog
 
-    accesslog.record(repo, action=action, status=0, user_name=_operator(), client="cli", **fields)
+    accesslog.record(
+        repo,
+        action=action,
+        status=0,
+        user_name=_operator(),
+        client=accesslog.cli_client(),
+        **fields,
+    )
 
 
 # ---------------------------------------------------------------- users
@@ -195,13 +200,19 @@ def aip_correct(
 ) -> None:
     """Correct descriptive metadata: a new AIP version with metadata only and a
     PREMIS metadata modification event."""
+    from preservation.access.accesslog import cli_client
     from preservation.access.corrections import correct_metadata, parse_assignments
     from preservation.access.principal import Principal, Role
 
     repo = state().repository()
     principal = Principal(name=user or _operator(), role=Role.ARCHIVIST)
     result = correct_metadata(
-        repo, aip_id, parse_assignments(assignments), principal=principal, note=note, client="cli"
+        repo,
+        aip_id,
+        parse_assignments(assignments),
+        principal=principal,
+        note=note,
+        client=cli_client(),
     )
     data = result.to_dict()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 from rich.table import Table
 
@@ -77,7 +79,7 @@ def events_verify() -> None:
 
     repo = state().repository()
     with repo.catalog.session() as s:
-        report = verify_chain(s)
+        report = verify_chain(s, processes=os.cpu_count() or 1)
     data = report.to_dict()
     emit(data, lambda: show_json(data))
     if not report.ok:

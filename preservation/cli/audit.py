@@ -234,8 +234,13 @@ def repair_cmd(incidents: tuple[int, ...], all_open: bool, store: str | None) ->
         raise UsageError("give INCIDENT numbers or --all (not both)")
     if store and not all_open:
         raise UsageError("--store goes with --all")
+    from preservation.access.accesslog import cli_change
+
     repo = state().repository()
-    report = repair_incidents(repo, list(incidents) if incidents else None, store=store)
+    asked = {"incidents": list(incidents), "all": all_open, "store": store}
+    with cli_change(repo, "repair", detail=asked) as logged:
+        report = repair_incidents(repo, list(incidents) if incidents else None, store=store)
+        logged["results"] = {str(r.incident): r.state for r in report.results}
     data = report.to_dict()
 
     def human() -> None:

@@ -117,9 +117,12 @@ def formats_check() -> None:
 @json_option
 def formats_reidentify(aip_id: str | None) -> None:
     """Re-run identification on stored files; changes become PREMIS events."""
+    from preservation.access.accesslog import cli_change
     from preservation.formats.risk import reidentify
 
-    data = reidentify(state().repository(), aip_id).to_dict()
+    repo = state().repository()
+    with cli_change(repo, "reidentify", aip_id=aip_id):
+        data = reidentify(repo, aip_id).to_dict()
     emit(data, lambda: show_json(data))
 
 
@@ -134,17 +137,24 @@ def migrate(
     aip_id: str | None, puid: str | None, all_at_risk: bool, dry_run: bool, person: str | None
 ) -> None:
     """Migrate files to the policy's target formats; accepted outputs make new AIP versions."""
+    from preservation.access.accesslog import cli_change
     from preservation.formats.migrate import run_migrations
 
-    report = run_migrations(
-        state().repository(),
-        aip_id=aip_id,
-        puid=puid,
-        all_at_risk=all_at_risk,
-        dry_run=dry_run,
-        person=person,
-    )
-    data = report.to_dict()
+    repo = state().repository()
+    asked = {"format": puid, "all_at_risk": all_at_risk, "dry_run": dry_run}
+    with cli_change(repo, "migrate", user=person, aip_id=aip_id, detail=asked) as logged:
+        report = run_migrations(
+            repo,
+            aip_id=aip_id,
+            puid=puid,
+            all_at_risk=all_at_risk,
+            dry_run=dry_run,
+            person=person,
+        )
+        data = report.to_dict()
+        logged["results"] = [
+            {"aip": r["aip"], "path": r["path"], "accepted": r["accepted"]} for r in data["results"]
+        ]
 
     def human() -> None:
         t = Table("AIP", "file", "format", "status", "action", "expected output")

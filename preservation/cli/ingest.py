@@ -54,6 +54,7 @@ def bag_validate(path: Path, fast: bool, completeness_only: bool, processes: int
 @click.option("--submitter", default=None, help="Person submitting (default: $USER).")
 @click.option("--reference-code", default=None, help="Reference code (档号) of the transfer.")
 @click.option("--cleanup", is_flag=True, help="Remove leftovers of interrupted ingests.")
+@click.option("--user", default=None, help="Who ingests, for the access log (default: login name).")
 @click.option(
     "--replicate/--no-replicate",
     default=True,
@@ -70,9 +71,11 @@ def ingest(
     submitter: str | None,
     reference_code: str | None,
     cleanup: bool,
+    user: str | None,
     replicate: bool,
 ) -> None:
     """Ingest a transfer (folder, zip, tar, BagIt bag) as an AIP into the primary store."""
+    from preservation.access.accesslog import cli_change
     from preservation.ingest.pipeline import (
         IngestRequest,
         cleanup_interrupted,
@@ -83,7 +86,9 @@ def ingest(
 
     repo = state().repository()
     if cleanup:
-        cleaned = cleanup_interrupted(repo)
+        with cli_change(repo, "ingest_cleanup", user=user) as logged:
+            cleaned = cleanup_interrupted(repo)
+            logged["jobs"] = [c["job"] for c in cleaned]
         emit(cleaned, lambda: console.print(f"removed leftovers of {len(cleaned)} ingest(s)"))
         if path is None:
             return
@@ -95,12 +100,17 @@ def ingest(
         register=register,
         dry_run=dry_run,
         allow_duplicate=allow_duplicate,
-        submitter=submitter,
+        submitter=submitter or user,
         reference_code=reference_code,
     )
-    with reporter(enabled=not state().json) as progress:
+    detail = {"source": str(path), "dry_run": dry_run}
+    with (
+        cli_change(repo, "ingest", user=user, detail=detail) as logged,
+        reporter(enabled=not state().json) as progress,
+    ):
         run = ingest_and_replicate if replicate and not dry_run else run_ingest
         receipt = run(repo, request, progress=progress)
+        logged["aip"] = receipt.aip
     emit(receipt.to_dict(), lambda: _print_receipt(receipt))
 
 

@@ -100,10 +100,15 @@ def catalog_group() -> None:
 def catalog_rebuild(source: str, into: str | None, force: bool) -> None:
     """Rebuild the catalogue from one store alone (exit 1 when something could not
     be reconstructed or the event chain does not verify)."""
+    from preservation.access.accesslog import cli_change
     from preservation.recovery.rebuild import rebuild_catalog
 
     repo = cli_state().repository()
-    report = rebuild_catalog(repo, source=source, into=into, force=force)
+    # logged in the repository's own catalogue (the rebuilt one when --into is not given)
+    asked = {"store": source, "into": into, "force": force}
+    with cli_change(repo, "rebuild", detail=asked) as logged:
+        report = rebuild_catalog(repo, source=source, into=into, force=force)
+        logged.update(aips=report.aips, problems=len(report.problems), chain_ok=report.chain_ok)
 
     def human() -> None:
         console.print(
@@ -129,14 +134,19 @@ def catalog_rebuild(source: str, into: str | None, force: bool) -> None:
 def stores_resync(source: str, target: str, workers: int | None) -> None:
     """Restore a lost or emptied store from a good one, verified; a rerun resumes an
     interrupted resync (exit 1 when a copy failed)."""
+    from preservation.access.accesslog import cli_change
     from preservation.progress import reporter
     from preservation.storage.resync import resync_store
 
     repo = cli_state().repository()
-    with reporter(enabled=not cli_state().json) as progress:
+    with (
+        cli_change(repo, "resync", detail={"from": source, "to": target}) as logged,
+        reporter(enabled=not cli_state().json) as progress,
+    ):
         report = resync_store(
             repo, source=source, target=target, workers=workers, progress=progress
         )
+        logged.update(ok=report.ok, objects_copied=report.objects_copied)
 
     def human() -> None:
         console.print(

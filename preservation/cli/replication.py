@@ -161,10 +161,13 @@ def _print_health(data: dict[str, Any]) -> None:
 @json_option
 def aip_delete_request(aip_id: str, reason: str, user: str) -> None:
     """Request the deletion of an AIP; a different person must approve it."""
+    from preservation.access.accesslog import cli_change
     from preservation.storage.deletion import request_deletion
 
     repo = state().repository()
-    data = request_deletion(repo, aip_id, reason=reason, user=user)
+    with cli_change(repo, "delete_request", user=user, aip_id=aip_id) as logged:
+        data = request_deletion(repo, aip_id, reason=reason, user=user)
+        logged["request"] = data["id"]
     emit(
         data,
         lambda: console.print(
@@ -181,9 +184,12 @@ def aip_delete_request(aip_id: str, reason: str, user: str) -> None:
 @json_option
 def aip_delete_approve(request_id: str, user: str) -> None:
     """Approve a deletion request and delete the AIP from every store."""
+    from preservation.access.accesslog import cli_change
     from preservation.storage.deletion import approve_deletion
 
     repo = state().repository()
-    result = approve_deletion(repo, request_id, user=user)
-    data = result.to_dict()
+    with cli_change(repo, "delete_approve", user=user, detail={"request": request_id}) as logged:
+        result = approve_deletion(repo, request_id, user=user)
+        data = result.to_dict()
+        logged["aip"] = data.get("aip")
     emit(data, lambda: show_json(data))

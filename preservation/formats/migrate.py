@@ -35,6 +35,7 @@ from typing import Any
 
 from preservation.catalog.version_record import CurrentFile
 from preservation.errors import PreservationError, UsageError
+from preservation.faults import checkpoint
 from preservation.formats.policy import AT_RISK, FormatPolicy, PolicyEntry, policy_for
 from preservation.formats.tools import ACTIONS, TOOLS, Action, run_tool, tool_version
 from preservation.formats.verify import Verdict, verify_output
@@ -294,8 +295,16 @@ def run_migrations(
     person: str | None = None,
 ) -> MigrationReport:
     """Plan, and unless ``dry_run`` convert, verify and record (see the module doc)."""
-    from preservation.versions import Changes, NewFile, build_version, default_agents
+    from preservation.versions import (
+        Changes,
+        NewFile,
+        build_version,
+        cleanup_interrupted,
+        default_agents,
+    )
 
+    if not dry_run:  # a version a killed run committed is made final before planning
+        cleanup_interrupted(repo)
     report = plan_migrations(repo, aip_id=aip_id, puid=puid, all_at_risk=all_at_risk)
     if dry_run or not report.planned:
         return report
@@ -347,6 +356,7 @@ def run_migrations(
                     "software",
                     version=result.tool_version,
                 )
+            checkpoint("migrate:before-version")
             try:
                 version = build_version(
                     repo,

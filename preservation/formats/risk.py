@@ -110,15 +110,18 @@ def _key(f: CurrentFile) -> str:
     return f"{f.aip_id}/{f.file_uuid or f.path}"
 
 
-def assess(repo: Repository, policy: FormatPolicy | None = None) -> RiskReport:
-    """Evaluate every current payload file against ``policy`` (default: the site's)."""
+def assess(
+    repo: Repository, policy: FormatPolicy | None = None, *, public_only: bool = False
+) -> RiskReport:
+    """Evaluate every current payload file against ``policy`` (default: the site's);
+    with ``public_only``, only the files of AIPs a reader may see (the dashboard)."""
     from preservation.catalog.version_record import current_payload_files
 
     policy = policy or policy_for(repo)
     report = RiskReport(utcnow(), policy.version, policy.digest, policy.source)
     report.by_status = {s: {"files": 0, "bytes": 0} for s in STATUSES}
     with repo.catalog.session() as s:
-        for files in _by_aip(current_payload_files(s)):
+        for files in _by_aip(current_payload_files(s, public_only=public_only)):
             derived = {f.derived_from for f in files if f.derived_from}
             for f in files:
                 _assess_file(report, policy, f, f.file_uuid in derived)

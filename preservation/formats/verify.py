@@ -123,20 +123,22 @@ def office_counts(path: Path) -> dict[str, int]:
 
 
 def ods_sheets(path: Path) -> int | None:
-    """Sheets (``table:table``) of an ODF spreadsheet, streamed from content.xml."""
-    from lxml import etree
+    """Sheets (``table:table``) of an ODF spreadsheet, streamed from content.xml.
+
+    None when unknown, also when content.xml has a DOCTYPE with entities or an external
+    DTD (refused by the one safe XML parser, like every outside document)."""
+    from preservation.errors import XMLMalformed, XMLUnsafe
+    from preservation.metadata.xmlsafe import iterparse_untrusted
 
     table = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}table"
     try:
         with zipfile.ZipFile(path) as zf, zf.open("content.xml") as fh:
             count = 0
-            for _ev, el in etree.iterparse(
-                fh, events=("end",), tag=table, resolve_entities=False, no_network=True
-            ):
+            for _ev, el in iterparse_untrusted(fh, label=f"{path.name}/content.xml", tag=table):
                 count += 1
                 el.clear()
             return count
-    except (KeyError, OSError, zipfile.BadZipFile, etree.XMLSyntaxError):
+    except (KeyError, OSError, zipfile.BadZipFile, XMLMalformed, XMLUnsafe):
         return None
 
 

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import errno
 import gzip
 import lzma
 import os
@@ -74,7 +75,7 @@ from typing import IO, Literal, Protocol, cast
 import zstandard
 
 from preservation.config import IngestSettings
-from preservation.errors import ArchiveError, ArchiveRefused
+from preservation.errors import ArchiveError, ArchiveRefused, PreservationError, StorageFull
 from preservation.hashing import BLOCK_SIZE
 from preservation.ingest.findings import CheckDef, Finding, Result, define
 from preservation.paths import path_problem
@@ -534,7 +535,7 @@ def _copy(
             _finding(archive, DUPLICATE, member, "collides with a file already extracted")
         ) from None
     except OSError as e:
-        raise ArchiveError(path=archive, reason=f"cannot write {show(member)!r}: {e}") from e
+        raise _write_error(archive, member, e) from e
     n = 0
     with out:
         while True:
@@ -565,10 +566,18 @@ def _copy(
             try:
                 out.write(block)
             except OSError as e:
-                raise ArchiveError(
-                    path=archive, reason=f"cannot write {show(member)!r}: {e}"
-                ) from e
+                raise _write_error(archive, member, e) from e
     return n
+
+
+def _write_error(archive: Path, member: str, e: OSError) -> PreservationError:
+    """A failed write while unpacking: a full staging area is the repository's
+    problem (StorageFull, retried once space is back), anything else the archive's."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return StorageFull(
+            store="staging", reason=f"unpacking {show(member)!r} from {archive}: {e.strerror}"
+        )
+    return ArchiveError(path=archive, reason=f"cannot write {show(member)!r}: {e}")
 
 
 def _zip_time(info: zipfile.ZipInfo) -> float | None:

@@ -17,7 +17,7 @@ import json
 import re
 import threading
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -392,14 +392,20 @@ def check_formats(entries: Iterable[FileEntry], accepted: AcceptedFormats) -> li
     A finding naming the file for every problem, and one *pass* finding per check
     counting the files that passed it (a pass is evidence too).
     """
-    findings: list[Finding] = []
+    return list(iter_format_findings(entries, accepted))
+
+
+def iter_format_findings(
+    entries: Iterable[FileEntry], accepted: AcceptedFormats
+) -> Iterator[Finding]:
+    """:func:`check_formats` one finding at a time (memory does not grow with files)."""
     total = identified = on_list = mismatched = 0
     for e in entries:
         total += 1
         info = e.format
         if info is None or info.puid is None:
             if info is not None and _is_read_error(info):
-                findings.append(
+                yield (
                     Finding(
                         FMT_READ.code,
                         "fail",
@@ -409,7 +415,7 @@ def check_formats(entries: Iterable[FileEntry], accepted: AcceptedFormats) -> li
                 )
                 continue
             reason = info.warning if info is not None and info.warning else "not identified"
-            findings.append(
+            yield (
                 Finding(
                     FMT_IDENTIFIED.code,
                     "warn",
@@ -421,7 +427,7 @@ def check_formats(entries: Iterable[FileEntry], accepted: AcceptedFormats) -> li
         identified += 1
         label = _label(info)
         if info.warning and "empty source" in info.warning:
-            findings.append(
+            yield (
                 Finding(
                     FMT_IDENTIFIED.code,
                     "warn",
@@ -440,7 +446,7 @@ def check_formats(entries: Iterable[FileEntry], accepted: AcceptedFormats) -> li
                 else "not on the accepted-format list"
             )
             note = f"; {entry.note}" if entry is not None and entry.note else ""
-            findings.append(
+            yield (
                 Finding(
                     FMT_ACCEPTED.code,
                     "fail" if status == "no" else "warn",
@@ -451,7 +457,7 @@ def check_formats(entries: Iterable[FileEntry], accepted: AcceptedFormats) -> li
             )
         if info.warning and any(w in info.warning for w in MISMATCH_WARNINGS):
             mismatched += 1
-            findings.append(
+            yield (
                 Finding(
                     FMT_EXTENSION.code,
                     "warn",
@@ -464,7 +470,7 @@ def check_formats(entries: Iterable[FileEntry], accepted: AcceptedFormats) -> li
     # The pass evidence: one finding per check for the files that passed it (problems
     # are the per-file findings above, so nothing is counted twice).
     if identified:
-        findings.append(
+        yield (
             Finding(
                 FMT_IDENTIFIED.code,
                 "pass",
@@ -473,7 +479,7 @@ def check_formats(entries: Iterable[FileEntry], accepted: AcceptedFormats) -> li
             )
         )
     if on_list:
-        findings.append(
+        yield (
             Finding(
                 FMT_ACCEPTED.code,
                 "pass",
@@ -482,7 +488,7 @@ def check_formats(entries: Iterable[FileEntry], accepted: AcceptedFormats) -> li
             )
         )
     if identified > mismatched:
-        findings.append(
+        yield (
             Finding(
                 FMT_EXTENSION.code,
                 "pass",
@@ -491,7 +497,6 @@ def check_formats(entries: Iterable[FileEntry], accepted: AcceptedFormats) -> li
                 details={"agree": identified - mismatched, "identified": identified},
             )
         )
-    return findings
 
 
 def _label(info: FormatInfo) -> str:

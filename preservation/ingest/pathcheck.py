@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from preservation.config import IngestSettings
@@ -230,11 +230,20 @@ def check_paths(
                         file=f.path)
             )  # fmt: skip
 
-    by_nfc: dict[str, list[str]] = defaultdict(list)
-    for f in storable:
-        by_nfc[f.path].append(_received(f))
-    for path, names in sorted(by_nfc.items()):
-        if len(names) > 1:
+    # Memory: a transfer may hold hundreds of thousands of files, so nothing here keeps
+    # a record per file. Sorted by path (discovery already is), the names that become
+    # one path after NFC normalisation are neighbours; case collisions are found by
+    # counting hashes of the case-folded paths first and then grouping only those that
+    # share a hash.
+    if any(storable[i - 1].path > storable[i].path for i in range(1, len(storable))):
+        storable = sorted(storable, key=lambda f: f.path)  # stable: received order kept
+    start = 0
+    while start < len(storable):
+        end = start + 1
+        while end < len(storable) and storable[end].path == storable[start].path:
+            end += 1
+        if end - start > 1:
+            names = [_received(f) for f in storable[start:end]]
             shown = ", ".join(repr(n) for n in names)
             findings.append(
                 Finding(
@@ -242,17 +251,33 @@ def check_paths(
                     "fail",
                     f"{len(names)} received names become the same path after Unicode"
                     f" normalisation (NFC): {shown}",
-                    file=path,
+                    file=storable[start].path,
                     details={"names": names},
                 )
             )
+        start = end
 
+    def unique() -> Iterator[str]:
+        previous = None
+        for f in storable:
+            if f.path != previous:
+                previous = f.path
+                yield f.path
+
+    seen: dict[int, int] = {}
+    for path in unique():
+        h = hash(path.casefold())
+        seen[h] = seen.get(h, 0) + 1
+    shared = {h for h, n in seen.items() if n > 1}
+    del seen
     by_case: dict[str, set[str]] = defaultdict(set)
-    unique = sorted(by_nfc)
-    for path in unique:
-        by_case[path.casefold()].add(path)
+    if shared:
+        for path in unique():
+            folded = path.casefold()
+            if hash(folded) in shared:
+                by_case[folded].add(path)
     folders: dict[str, set[str]] = defaultdict(set)
-    for folder in _folders(unique):
+    for folder in _folders(unique()):
         folders[folder.casefold()].add(folder)
     for kind, groups in (("files", by_case), ("folders", folders)):
         for _, variants in sorted(groups.items()):

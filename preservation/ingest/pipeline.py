@@ -29,11 +29,13 @@ import os
 import shutil
 import socket
 import tempfile
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preservation.errors import DuplicateTransfer, IngestRefused, PreservationError
 from preservation.executor import bounded_map
@@ -42,17 +44,26 @@ from preservation.hashing import hash_file
 from preservation.ingest import findings as fnd
 from preservation.ingest.finding_store import FindingStore
 from preservation.ingest.spool import EntrySpool
+from preservation.ingest.work_index import WorkIndex
 from preservation.jobs import process_alive, software_agent
 from preservation.model import Agent, Event, FileEntry, Record, new_uuid, utcnow
 from preservation.paths import join_key
 from preservation.progress import Reporter, Silent
 from preservation.repository import Repository
+from preservation.storage.replicate import clear_leftovers_under
+
+if TYPE_CHECKING:
+    from preservation.ingest.examine import Examined
 
 log = logging.getLogger(__name__)
 
 STAGING_PREFIX = ".staging"
 BAG_DECLARATION = "bagit.txt"
-BATCH = 2000  # files per identification call: larger batches identify faster
+BATCH = 250  # files per batch streamed here and examined (identified, opened) by a worker
+BATCH_BYTES = 64 * 2**20  # ... or fewer: large files go to the workers one by one
+LOOKAHEAD = 6  # batches streamed ahead of the examination results (bounds memory)
+STREAM_THREADS = 4  # threads hashing and copying (hashlib and file I/O release the GIL)
+SYNC_EACH_FROM = 32 * 2**20  # bytes: files this large are synced as they are stored
 RECEIPT_FINDINGS = 100  # findings listed in a receipt (the report lists every one)
 
 fnd.define("FIX-001", "authenticity", "Supplied fixity matches", "移交固定值一致", cost=40)
@@ -145,10 +156,10 @@ class _Ingest:
         self.spool = EntrySpool(self.work / "entries.jsonl")
         # every finding, spilled to disk in sorted runs: memory does not grow with files
         self.findings = FindingStore(directory=self.work / "findings")
-        self.staged: list[str] = []  # bag paths staged in the primary store
         # gathered while streaming, so that no extra pass over the spool is needed
         self._payload_hash = hashlib.sha256()
-        self._light: list[_Light] = []  # (path, size, sha256) for the duplicate check
+        # on disk: digests for the duplicate check, keys and sizes to verify staging
+        self.index = WorkIndex(self.work / "index.sqlite")
         self._unidentified = 0
         self._siegfried: str | None = None
         self.transfer: Any = None
@@ -193,13 +204,18 @@ class _Ingest:
         self.findings.extend(path_findings)
         excluded_set = set(excluded)
         self.files = []
-        seen: set[str] = set()
+        files = self.transfer.files
+        ordered = all(files[i - 1].path <= files[i].path for i in range(1, len(files)))
+        seen: set[str] = set()  # only when not sorted: then equal paths are not neighbours
+        previous = None
         for f in self.transfer.files:
-            if f.path in excluded_set or f.path in seen:
+            if f.path in excluded_set or f.path == previous or f.path in seen:
                 # Junk, unsafe names, and the second of two names that are one after NFC
                 # normalisation (PATH-005 names both): never stored.
                 continue
-            seen.add(f.path)
+            previous = f.path
+            if not ordered:
+                seen.add(f.path)
             self.files.append(f)
         self.excluded = sorted(excluded_set)
 
@@ -237,8 +253,13 @@ class _Ingest:
                 digests, size = hash_file(src, self.algorithms)
             else:
                 key = self.staging_key(f"data/{f.path}")
+                # a large file is made durable at once, so that the disk writes it while
+                # other files are hashed; small ones wait for one sync of the store
+                durable = f.size >= SYNC_EACH_FROM
                 with src.open("rb") as fh:
-                    info = store.put(key, fh, algorithms=self.algorithms, size=f.size, sync=False)
+                    info = store.put(
+                        key, fh, algorithms=self.algorithms, size=f.size, sync=durable
+                    )
                 digests, size = dict(info.digests), info.size
             self.progress.advance(size)
             return FileEntry(
@@ -251,46 +272,69 @@ class _Ingest:
                 supplied_digests=supplied.get(f.path, {}),
             )
 
-        from preservation.ingest.identify import identify_files
+        from preservation.ingest.examine import Examiner
         from preservation.ingest.pathcheck import check_duplicates
-        from preservation.ingest.usability import check_usability, usability_summary
+        from preservation.ingest.usability import UsabilityTally
 
+        self._usability = UsabilityTally()  # counted as batches come back
+        # Identification and opening checks run in worker processes while this process
+        # hashes and copies the next batches; at most LOOKAHEAD batches are in flight.
+        pending: deque[tuple[list[FileEntry], Future[Examined]]] = deque()
         staged_count = 0
-        for batch in _batches(self.files, BATCH):
-            entries = list(bounded_map(one, batch, workers=4))
-            staged_count += len(entries)
-            if store is not None:
-                self.staged.extend(e.bag_path for e in entries)
-                if staged_count >= len(self.files) // 2:
-                    checkpoint("ingest:mid-stream")
-            formats = identify_files(
-                [e.source for e in entries if e.source], self.settings.identify_workers
+        # one pool of threads for the whole transfer, read batch by batch
+        streamed = bounded_map(one, self.files, workers=STREAM_THREADS)
+        with Examiner(self.settings.identify_workers, len(self.files), total) as examiner:
+            try:
+                for batch in _batches(self.files, BATCH, BATCH_BYTES):
+                    examined = examiner.submit([(f.path, f.source) for f in batch])
+                    entries = list(islice(streamed, len(batch)))
+                    staged_count += len(entries)
+                    if store is not None and staged_count >= len(self.files) // 2:
+                        checkpoint("ingest:mid-stream")
+                    pending.append((entries, examined))
+                    while len(pending) > LOOKAHEAD:
+                        self._examined(*pending.popleft())
+                while pending:
+                    self._examined(*pending.popleft())
+            finally:
+                # a generator: closing it cancels or finishes the copies in flight
+                close = getattr(streamed, "close", None)
+                if close is not None:
+                    close()
+        if not examiner.in_process:
+            log.info(
+                "identification workers: %d, largest peak RSS %d MB",
+                examiner.workers,
+                examiner.worker_peak_kb // 1024,
             )
-            for e in entries:
-                e.format = formats.get(e.source) if e.source else None
-            use_findings, props = check_usability(entries, self.settings.identify_workers)
-            self.findings.extend(use_findings)
-            for e in entries:
-                e.properties = props.get(e.path, {})
-                self._compare_supplied(e)
-                self._payload_hash.update(f"{e.path}\t{e.digests['sha256']}\n".encode())
-                self._light.append(_Light(e.path, e.size, {"sha256": e.digests["sha256"]}))
-                if e.format is None or e.format.puid is None:
-                    self._unidentified += 1
-                elif self._siegfried is None:
-                    self._siegfried = e.format.tool_version
-                self.spool.append(e)
         self.progress.done()
         self._supplied_coverage(supplied)
-        self.findings.extend(usability_summary(e.properties for e in self.spool))
-        self.findings.extend(check_duplicates(self._light))
-        self._light.clear()
+        self.findings.extend(self._usability.findings())
+        self.findings.extend(check_duplicates(self.index.duplicate_candidates()))
         self._format_findings()
         self.event(
             "message digest calculation",
             "success",
             f"{', '.join(self.algorithms)} of {self.spool.count} files in one read pass",
         )
+
+    def _examined(self, entries: list[FileEntry], examined: Future[Examined]) -> None:
+        """Join a batch's identification and opening checks to its entries and spool
+        them (in discovery order)."""
+        found = examined.result()
+        self.findings.extend(found.findings)
+        self.index.add_content((e.path, e.size, e.digests["sha256"]) for e in entries)
+        for e in entries:
+            e.format = found.formats.get(e.path)
+            e.properties = found.properties.get(e.path, {})
+            self._usability.add(e.properties)
+            self._compare_supplied(e)
+            self._payload_hash.update(f"{e.path}\t{e.digests['sha256']}\n".encode())
+            if e.format is None or e.format.puid is None:
+                self._unidentified += 1
+            elif self._siegfried is None:
+                self._siegfried = e.format.tool_version
+            self.spool.append(e)
 
     def _compare_supplied(self, e: FileEntry) -> None:
         for alg, expected in e.supplied_digests.items():
@@ -336,10 +380,10 @@ class _Ingest:
             )
 
     def _format_findings(self) -> None:
-        from preservation.ingest.identify import check_formats, load_accepted_formats
+        from preservation.ingest.identify import iter_format_findings, load_accepted_formats
 
         accepted = load_accepted_formats()
-        self.findings.extend(check_formats(self.spool, accepted))
+        self.findings.extend(iter_format_findings(self.spool, accepted))
         unknown = self._unidentified
         self.event(
             "format identification",
@@ -495,6 +539,8 @@ class _Ingest:
     def descriptive(self) -> dict[str, str]:
         """AIP-level fields: a value the sheet's rows share, or all of them joined
         with '; ' (computed once, after the sheet was read)."""
+        from preservation.metadata.descriptive import date_fields
+
         d: dict[str, str] = {"title": self.title, "transfer": self.transfer.name}
         if self.reference_code:
             d["reference_code"] = self.reference_code
@@ -502,6 +548,8 @@ class _Ingest:
             values = sorted({r.fields.get(key, "") for r in self.records} - {""})
             if values:
                 d[key] = "; ".join(values)
+        # 日期: the one shared value, and the span of all (ISO) for date searches
+        d.update(date_fields(r.fields.get("date", "") for r in self.records))
         return d
 
     @property
@@ -544,7 +592,6 @@ class _Ingest:
                     size=tag.size,
                     sync=False,
                 )
-            self.staged.append(tag.path)
 
     def verify_staging(self, tags: list[Any]) -> None:
         """Every staged object is durable and there with the right size before anything
@@ -553,18 +600,13 @@ class _Ingest:
 
         self.repo.primary.sync()
         prefix = staging_prefix(self.job_id) + "/"
-        expected: dict[str, int] = {self.staging_key(e.bag_path): e.size for e in self.spool}
-        expected.update({self.staging_key(t.path): t.size for t in tags})
-        found = {i.key: i.size for i in self.repo.primary.list(prefix)}
-        problems = [
-            f"{p}: expected {n} bytes, found {found.get(p)}"
-            for p, n in expected.items()
-            if found.get(p) != n
-        ]
-        problems += [f"{p}: not expected" for p in sorted(set(found) - set(expected))]
-        if problems:
+        self.index.expect((self.staging_key(e.bag_path), e.size) for e in self.spool)
+        self.index.expect((self.staging_key(t.path), t.size) for t in tags)
+        self.index.found((i.key, i.size) for i in self.repo.primary.list(prefix))
+        count, problems = self.index.staging_problems(20)
+        if count:
             raise IntegrityError(
-                f"staged AIP {self.aip_id} failed verification: " + "; ".join(problems[:20])
+                f"staged AIP {self.aip_id} failed verification: " + "; ".join(problems)
             )
 
     def finalise(self, tags: list[Any]) -> None:
@@ -589,14 +631,29 @@ class _Ingest:
         self.commit(tags)
         checkpoint("ingest:after-commit")
         store.move(self.staging_key(BAG_DECLARATION), join_key(final, BAG_DECLARATION))
+        checkpoint("ingest:before-publish")
+        # The ingest events' chain links beside the AIP, so the store alone can rebuild
+        # the catalogue's event chain (preservation.eventlog; a failure is only logged).
+        # Before the job is done: a crash here is rolled forward, which publishes them.
+        from preservation.eventlog import publish_recorded
+
+        publish_recorded(self.repo, self.aip_id, 1, [self.primary_name])
         with self.repo.catalog.session() as s:
-            q.set_job_state(s, self.job_id, "done", result={"aip": self.aip_id, "version": 1})
+            q.set_job_state(
+                s,
+                self.job_id,
+                "done",
+                result={"aip": self.aip_id, "version": 1, "received": self._received},
+            )
 
     def commit(self, tags: list[Any]) -> None:
         from preservation.catalog import queries as q
         from preservation.catalog.record import record_ingest
+        from preservation.reports.received import received_summary
 
         stores = self.repo.config.settings.stores
+        # what the statistics report counts (preservation.reports.received)
+        self._received = received_summary(self.spool, self.records)
         with self.repo.catalog.session() as s:
             record_ingest(
                 s,
@@ -613,9 +670,13 @@ class _Ingest:
                 events=self.events,
                 agents=self.agents,
                 batch_size=self.repo.config.settings.catalog.batch_size,
+                record_codes={r.row: r.reference_code for r in self.records if r.reference_code},
             )
             q.set_job_state(
-                s, self.job_id, "finalising", result={"aip": self.aip_id, "committed": True}
+                s,
+                self.job_id,
+                "finalising",
+                result={"aip": self.aip_id, "committed": True, "received": self._received},
             )
 
     # ------------------------------------------------------------------ run
@@ -634,6 +695,7 @@ class _Ingest:
                         "work": str(self.work),
                     },
                     job_id=self.job_id,
+                    aip_id=self.aip_id,
                     host=socket.gethostname(),
                     pid=os.getpid(),
                 )
@@ -677,6 +739,7 @@ class _Ingest:
             raise
         finally:
             self.spool.close()
+            self.index.close()
             shutil.rmtree(self.work, ignore_errors=True)
 
     def _keep_report(self, kind: str) -> Path:
@@ -702,6 +765,8 @@ class _Ingest:
                     s,
                     self.job_id,
                     "failed",
+                    # the code tells a refusal (ING001) from other failures (statistics)
+                    result={"code": exc.code} if isinstance(exc, PreservationError) else None,
                     error=exc.message if isinstance(exc, PreservationError) else repr(exc),
                 )
         except Exception:  # the original error matters more; cleanup runs again later
@@ -734,15 +799,6 @@ class _Ingest:
         )
 
 
-@dataclass(frozen=True)
-class _Light:
-    """What the duplicate-content check needs of a file, and nothing more."""
-
-    path: str
-    size: int
-    digests: dict[str, str]
-
-
 _MIME = {
     ".json": "application/json",
     ".html": "text/html",
@@ -771,13 +827,20 @@ def shared_reference_code(codes: Iterable[str]) -> str:
     return "-".join(common)
 
 
-def _batches(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
+def _batches(items: Iterable[Any], n: int, nbytes: int | None = None) -> Iterator[list[Any]]:
+    """Lists of at most ``n`` items, and of at most ``nbytes`` bytes (by ``.size``)
+    unless one item alone is larger."""
     batch: list[Any] = []
+    size = 0
     for it in items:
+        if batch and nbytes is not None and size + it.size > nbytes:
+            yield batch
+            batch, size = [], 0
         batch.append(it)
+        size += it.size if nbytes is not None else 0
         if len(batch) >= n:
             yield batch
-            batch = []
+            batch, size = [], 0
     if batch:
         yield batch
 
@@ -818,10 +881,13 @@ def cleanup_interrupted(repo: Repository) -> list[dict[str, Any]]:
     """Remove what killed or failed ingests left behind; returns what was cleaned.
 
     A job that never reached its catalogue commit is rolled back: its staging prefix
-    and any objects already moved under its AIP prefix are deleted. A job whose
-    process is still alive on this host is left alone.
+    and any objects already moved under its AIP prefix are deleted. One that did is
+    rolled forward: the remaining staged objects are moved and its ingest events
+    published to the primary store's event log. A job whose process is still alive
+    on this host is left alone.
     """
     from preservation.catalog import queries as q
+    from preservation.eventlog import publish_recorded
 
     cleaned: list[dict[str, Any]] = []
     with repo.catalog.session() as s:
@@ -845,13 +911,21 @@ def cleanup_interrupted(repo: Repository) -> list[dict[str, Any]]:
             final = aip_prefix(aip, 1) + "/"
             moved = store.move_prefix(staged + "body/", final)
             moved += store.move_prefix(staged + "declaration/", final)
+            # the ingest events' documents, which the crash may have kept from the
+            # store (rewriting one that is there writes the same bytes)
+            publish_recorded(repo, aip, 1, [store.name])
             with repo.catalog.session() as s:
-                q.set_job_state(s, job["id"], "done", result={"aip": aip, "version": 1})
+                result = {**(job.get("result") or {}), "aip": aip, "version": 1}
+                result.pop("committed", None)
+                q.set_job_state(s, job["id"], "done", result=result)
             cleaned.append(
                 {"job": job["id"], "completed": aip, "objects_moved": moved, "state": job["state"]}
             )
             continue
-        removed = store.delete_prefix(staged)
+        # An upload cut off mid-way (the process or the server died) is no object
+        # yet: abort it, or the bucket keeps its parts (and their cost) forever.
+        removed = clear_leftovers_under(store, staged)
+        removed += store.delete_prefix(staged)
         if aip and job["state"] == "finalising":
             removed += store.delete_prefix(f"{aip}/")
         with repo.catalog.session() as s:

@@ -51,6 +51,7 @@ import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -109,15 +110,67 @@ _GNU_LINE = re.compile(r"^(?P<digest>[0-9A-Fa-f]+)[ \t]+\*?(?P<path>.+)$")
 _BSD_LINE = re.compile(r"^(?P<alg>[A-Za-z0-9-]+) ?\((?P<path>.+)\) ?= ?(?P<digest>[0-9A-Fa-f]+)$")
 
 
-@dataclass(frozen=True)
 class TransferFile:
-    """One payload file as discovered (nothing read yet)."""
+    """One payload file as discovered (nothing read yet).
+
+    A transfer may hold hundreds of thousands of files, so this is kept small: slots,
+    the folder the received name is relative to kept once (interned) for all files,
+    the modification time as a number; a Path and a datetime are made only when
+    asked for.
+    """
+
+    __slots__ = ("_mtime", "_root", "original_name", "path", "size")
 
     path: str  # NFC, '/'-separated, relative to the payload root
     original_name: str  # the relative path as received (differs from path when not NFC)
     size: int
-    abspath: Path
-    mtime: datetime | None = None
+
+    def __init__(
+        self,
+        path: str,
+        original_name: str,
+        size: int,
+        abspath: Path | str,
+        mtime: datetime | float | None = None,
+    ) -> None:
+        self.path = path
+        self.original_name = original_name
+        self.size = size
+        full = os.fspath(abspath)
+        tail = "/" + original_name
+        # the root, shared by every file of the transfer; or the whole path, when the
+        # received name is not its end (then _root ends with NUL, never in a name)
+        self._root = sys.intern(full[: -len(tail)]) if full.endswith(tail) else full + "\0"
+        self._mtime = mtime.timestamp() if isinstance(mtime, datetime) else mtime
+
+    @property
+    def abspath(self) -> Path:
+        return Path(self.source)
+
+    @property
+    def source(self) -> str:
+        """The absolute path as a string (no Path made)."""
+        root = self._root
+        return root[:-1] if root.endswith("\0") else f"{root}/{self.original_name}"
+
+    @property
+    def mtime(self) -> datetime | None:
+        return None if self._mtime is None else _mtime(self._mtime)
+
+    def _key(self) -> tuple[str, str, int, str, float | None]:
+        return (self.path, self.original_name, self.size, self.source, self._mtime)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TransferFile) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"TransferFile(path={self.path!r}, original_name={self.original_name!r},"
+            f" size={self.size}, abspath={self.source!r})"
+        )
 
 
 @dataclass
@@ -172,7 +225,7 @@ def discover(root: Path) -> tuple[list[TransferFile], list[Finding]]:
     """Every regular file under ``root`` (links not followed, contents not read)."""
     files: list[TransferFile] = []
     findings: list[Finding] = []
-    stack: list[tuple[str, str]] = [("", os.fspath(root))]
+    stack: list[tuple[str, str]] = [("", os.fspath(root.absolute()))]  # entry.path absolute
     while stack:
         rel_dir, directory = stack.pop()
         try:
@@ -221,8 +274,8 @@ def discover(root: Path) -> tuple[list[TransferFile], list[Finding]]:
                             path=nfc(rel),
                             original_name=rel,
                             size=st.st_size,
-                            abspath=Path(entry.path).absolute(),
-                            mtime=_mtime(st.st_mtime),
+                            abspath=entry.path,
+                            mtime=st.st_mtime,
                         )
                     )
                 else:

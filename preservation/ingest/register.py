@@ -131,7 +131,10 @@ def _text(path: Path) -> str:
 
 
 def _from_csv(path: Path, text: str) -> TransferRegister:
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    try:  # newline="": a lone CR ends a row (csv refused it inside a field: found by Hypothesis)
+        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if any(c.strip() for c in r)]
+    except csv.Error as e:
+        raise RegisterUnreadable(path=path, reason=f"not valid CSV: {e}") from e
     if not rows:
         raise RegisterUnreadable(path=path, reason="empty CSV")
     header = [c for c in rows[0] if c.strip()]
@@ -168,11 +171,15 @@ def read_register(path: Path) -> TransferRegister:
             data = json.loads(text)
         except json.JSONDecodeError as e:
             raise RegisterUnreadable(path=path, reason=f"not valid JSON: {e}") from e
+        except RecursionError as e:  # hostile input: thousands of nested arrays
+            raise RegisterUnreadable(path=path, reason="not valid JSON: nested too deeply") from e
     elif suffix == ".toml":
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise RegisterUnreadable(path=path, reason=f"not valid TOML: {e}") from e
+        except RecursionError as e:
+            raise RegisterUnreadable(path=path, reason="not valid TOML: nested too deeply") from e
     else:
         return _from_csv(path, text)
     if isinstance(data, dict) and isinstance(data.get("register"), dict) and len(data) == 1:

@@ -221,7 +221,8 @@ class _Writer:
 
     def flush(self) -> None:
         if self.parts:
-            self.out.write("".join(self.parts).encode("utf-8"))
+            # backslashreplace: names that are not valid UTF-8 (surrogate escapes) show as \udcff
+            self.out.write("".join(self.parts).encode("utf-8", "backslashreplace"))
         self.parts = []
         self.size = 0
 

@@ -6,7 +6,7 @@ The columns, accepted header spellings, value formats and linking rules are docu
 in ``schemas/catalogue-sheet.md``; the controlled values in ``schemas/vocabularies.json``.
 
 Reading. The type is decided by content: a zip package is XLSX, anything else is read
-as CSV text. CSV: UTF-8 (with or without BOM) or UTF-16 with BOM, else GB18030 (what
+as CSV text. CSV: UTF-8 (with or without BOM) or UTF-16/32 with BOM, else GB18030 (what
 Excel writes on Chinese Windows); a file that is neither names the first bad byte and
 its line. The delimiter (comma, tab or semicolon) and the header row (one of the first
 ten rows) are those that match the most known column names. XLSX: only the first
@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from preservation.config import IngestSettings
-from preservation.errors import ConfigError, SheetUnreadable
+from preservation.errors import ConfigError, PreservationError, SheetUnreadable
 from preservation.hashing import BLOCK_SIZE
 from preservation.ingest import refcode
 from preservation.ingest.findings import CheckDef, Finding, Result, define
@@ -316,7 +316,9 @@ def _decode_error(path: Path, encoding: str) -> tuple[int, int, bytes] | None:
 def _csv_encoding(path: Path) -> str:
     with path.open("rb") as f:
         head = f.read(4)
-    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+    if head in (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE):  # before UTF-16: FF FE 00 00
+        candidates = ["utf-32"]
+    elif head[:2] in (b"\xff\xfe", b"\xfe\xff"):
         candidates = ["utf-16"]
     elif head.startswith(codecs.BOM_UTF8):
         candidates = ["utf-8-sig"]
@@ -601,12 +603,12 @@ def _xlsx_rows(ws: Any) -> Iterator[tuple[int, list[str], list[Any]]]:
 
 def _read_xlsx(path: Path) -> SheetData:
     import openpyxl
-    from openpyxl.utils.exceptions import InvalidFileException
 
     findings = _inspect_xlsx(path)
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=False, keep_links=False)
-    except (InvalidFileException, zipfile.BadZipFile, KeyError, ValueError, OSError) as e:
+    except Exception as e:  # openpyxl on a hostile package: InvalidFileException, xml.etree
+        # ParseError, TypeError on unknown attributes, ... (found by scripts/fuzz/fuzz_sheet.py)
         raise _unreadable(path, f"not a readable XLSX workbook ({e})") from e
     try:
         if not wb.worksheets:
@@ -639,7 +641,9 @@ def _read_xlsx(path: Path) -> SheetData:
                         f" (only the first worksheet, {ws.title!r}, is the catalogue)",
                     )
                 )
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as e:
+    except PreservationError:
+        raise
+    except Exception as e:  # openpyxl while streaming rows: any parser error, as above
         raise _unreadable(path, f"the worksheet cannot be read ({e})") from e
     finally:
         wb.close()

@@ -4,7 +4,9 @@ Entries are appended to a temporary file and can be read back any number of time
 the order they were written (METS, manifests and the catalogue each take a pass). The
 file is private to the ingest process that writes and reads it, so records are pickled
 plain dictionaries (several times faster to read back than JSON, which matters at
-hundreds of thousands of files and a handful of passes). The source path of a file
+hundreds of thousands of files and a handful of passes), written in batches of
+:data:`BATCH` records (one pickle each: the per-call cost of pickling and unpickling
+dominates for small records, and memory holds one batch). The source path of a file
 is not kept: it is needed only while the file is streamed.
 """
 
@@ -16,6 +18,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from preservation.model import FileEntry, FormatInfo
+
+BATCH = 256  # records per pickle
 
 
 def _to_record(e: FileEntry) -> dict[str, Any]:
@@ -55,26 +59,41 @@ class EntrySpool:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._out: IO[bytes] | None = path.open("wb")
+        self._pending: list[dict[str, Any]] = []
         self.count = 0
         self.bytes = 0
 
     def append(self, entry: FileEntry) -> None:
         if self._out is None:
             raise RuntimeError("spool is closed for writing")
-        pickle.dump(_to_record(entry), self._out, protocol=pickle.HIGHEST_PROTOCOL)
+        self._pending.append(_to_record(entry))
         self.count += 1
         self.bytes += entry.size
+        if len(self._pending) >= BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._out is not None and self._pending:
+            pickle.dump(self._pending, self._out, protocol=pickle.HIGHEST_PROTOCOL)
+            self._pending = []
+        if self._out is not None:
+            self._out.flush()
 
     def close(self) -> None:
         if self._out is not None:
+            self._flush()
             self._out.close()
             self._out = None
 
     def __iter__(self) -> Iterator[FileEntry]:
-        if self._out is not None:
-            self._out.flush()
+        self._flush()
         with self.path.open("rb") as f:
-            # one unpickler per record: a shared one keeps every record read in its memo
-            # and resolves a back reference of a later record to an earlier one's object
-            for _ in range(self.count):
-                yield _from_record(pickle.load(f))
+            # one unpickler per batch: a shared one would keep every record read in
+            # its memo and resolve a back reference of a later batch to an earlier
+            # batch's object
+            read = 0
+            while read < self.count:
+                batch = pickle.load(f)
+                read += len(batch)
+                for record in batch:
+                    yield _from_record(record)

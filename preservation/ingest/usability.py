@@ -931,62 +931,79 @@ def usability_summary(
     generator over a spool), so memory does not grow with the number of files.
     """
     values = props.values() if isinstance(props, Mapping) else props
-    total = 0
-    counts: dict[str, int] = {}
-    checked = clear = tiffs = public = scans = known = enough = 0
+    tally = UsabilityTally()
     for p in values:
-        total += 1
+        tally.add(p)
+    return tally.findings()
+
+
+class UsabilityTally:
+    """:func:`usability_summary` counted as the files come (no pass over them later)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.counts: dict[str, int] = {}
+        self.checked = self.clear = self.tiffs = self.public = 0
+        self.scans = self.known = self.enough = 0
+
+    def add(self, p: Mapping[str, Any]) -> None:
+        self.total += 1
         result = p.get("open", "not performed")
-        counts[result] = counts.get(result, 0) + 1
+        self.counts[result] = self.counts.get(result, 0) + 1
         if "encrypted" in p:
-            checked += 1
-            clear += not p["encrypted"]
+            self.checked += 1
+            self.clear += not p["encrypted"]
         if "compression_public" in p:
-            tiffs += 1
-            public += bool(p["compression_public"])
+            self.tiffs += 1
+            self.public += bool(p["compression_public"])
         if _scan_like(p):
-            scans += 1
+            self.scans += 1
             if p.get("dpi"):
-                known += 1
-                enough += not p.get("dpi_below_minimum")
-    out: list[Finding] = []
-    opened = counts.get("pass", 0)
-    if opened:
-        parts = ", ".join(f"{n} {r}" for r, n in sorted(counts.items()))
-        out.append(
-            Finding(
-                OPEN_OPENS.code,
-                "pass",
-                f"{opened} of {total} files opened ({parts})",
-                details={"total": total, **counts},
+                self.known += 1
+                self.enough += not p.get("dpi_below_minimum")
+
+    def findings(self) -> list[Finding]:
+        total, counts = self.total, self.counts
+        checked, clear, tiffs, public = self.checked, self.clear, self.tiffs, self.public
+        scans, known, enough = self.scans, self.known, self.enough
+        out: list[Finding] = []
+        opened = counts.get("pass", 0)
+        if opened:
+            parts = ", ".join(f"{n} {r}" for r, n in sorted(counts.items()))
+            out.append(
+                Finding(
+                    OPEN_OPENS.code,
+                    "pass",
+                    f"{opened} of {total} files opened ({parts})",
+                    details={"total": total, **counts},
+                )
             )
-        )
-    if clear:
-        out.append(
-            Finding(
-                OPEN_ENCRYPTED.code,
-                "pass",
-                f"{clear} of {checked} files checked for encryption are not encrypted",
-                details={"not_encrypted": clear, "checked": checked},
+        if clear:
+            out.append(
+                Finding(
+                    OPEN_ENCRYPTED.code,
+                    "pass",
+                    f"{clear} of {checked} files checked for encryption are not encrypted",
+                    details={"not_encrypted": clear, "checked": checked},
+                )
             )
-        )
-    if public:
-        out.append(
-            Finding(
-                OPEN_COMPRESSION.code,
-                "pass",
-                f"{public} of {tiffs} TIFF files use a public compression scheme",
-                details={"public": public, "checked": tiffs},
+        if public:
+            out.append(
+                Finding(
+                    OPEN_COMPRESSION.code,
+                    "pass",
+                    f"{public} of {tiffs} TIFF files use a public compression scheme",
+                    details={"public": public, "checked": tiffs},
+                )
             )
-        )
-    if enough:
-        out.append(
-            Finding(
-                OPEN_RESOLUTION.code,
-                "pass",
-                f"{enough} of {scans} possible scanned images meet the minimum resolution"
-                f" ({scans - known} record none)",
-                details={"enough": enough, "with_resolution": known, "images": scans},
+        if enough:
+            out.append(
+                Finding(
+                    OPEN_RESOLUTION.code,
+                    "pass",
+                    f"{enough} of {scans} possible scanned images meet the minimum resolution"
+                    f" ({scans - known} record none)",
+                    details={"enough": enough, "with_resolution": known, "images": scans},
+                )
             )
-        )
-    return out
+        return out

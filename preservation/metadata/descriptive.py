@@ -21,6 +21,8 @@ summarising 密级, 开放状态, 保管期限 and 保密期限.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -118,6 +120,52 @@ class Rights:
         if level in INTERNAL or status not in OPEN_ALLOW:
             return "Conditional"
         return "Allow"
+
+
+_DAY = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
+_RANGE = re.compile(r"^(.+?)\s*(?:/|~|～|至|[-–—](?=\s*\d{4}-?\d{2}-?\d{2}$))\s*(.+)$")
+
+
+def _day(text: str) -> dt.date | None:
+    m = _DAY.match(text.strip())
+    if m is None:
+        return None
+    try:
+        return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    except ValueError:
+        return None
+
+
+def date_span(text: str) -> tuple[dt.date, dt.date] | None:
+    """The first and last day of a 日期 value: ``YYYYMMDD`` or ``YYYY-MM-DD``, or a
+    range of two (``20110301-20110315``, ``2011-03-01/2011-03-15``, ``…至…``) as a
+    volume's date may be; None for anything else (or a range that ends first)."""
+    text = (text or "").strip()
+    one = _day(text)
+    if one is not None:
+        return one, one
+    m = _RANGE.match(text)
+    if m is None:
+        return None
+    start, end = _day(m.group(1)), _day(m.group(2))
+    if start is None or end is None or end < start:
+        return None
+    return start, end
+
+
+def date_fields(values: Iterable[str]) -> dict[str, str]:
+    """AIP-level date fields from the 日期 of its records: ``date`` when they all
+    share one value, and ``date_from``/``date_to`` (ISO dates) spanning every value
+    that :func:`date_span` reads; empty when there is none."""
+    distinct = {v.strip() for v in values} - {""}
+    out: dict[str, str] = {}
+    if len(distinct) == 1:
+        out["date"] = next(iter(distinct))
+    spans = [s for v in distinct if (s := date_span(v)) is not None]
+    if spans:
+        out["date_from"] = min(s[0] for s in spans).isoformat()
+        out["date_to"] = max(s[1] for s in spans).isoformat()
+    return out
 
 
 def _ordered(fields: Mapping[str, str]) -> list[tuple[str, str]]:

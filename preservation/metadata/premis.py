@@ -17,6 +17,10 @@ Conventions (the reader relies on them):
 - a file whose bytes live in an earlier AIP version has ``storage/contentLocation`` of
   type ``AIP version`` and the version number as value.
 - a migrated file has a ``derivation``/``has source`` relationship to its source's UUID.
+- what opening the file found (``FileEntry.properties``: pages, pixel size, dpi,
+  colour mode, compression …) is one ``arc:properties`` element (namespace
+  ``urn:preservation:archival:1``) holding a JSON object, inside
+  ``objectCharacteristicsExtension``.
 - rights: ``rightsBasis`` Statute; one ``statuteInformation`` citing the Archives Law
   (开放状态, 保管期限) and, for classified material, one citing the State Secrets Law
   (密级, 保密期限); each value is a ``statuteNote`` written ``<中文名> [<key>]: <value>``;
@@ -25,6 +29,7 @@ Conventions (the reader relies on them):
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -37,6 +42,7 @@ from preservation.metadata.descriptive import Rights, checked
 from preservation.metadata.namespaces import (
     AGENT_ROLE_AUTHORITY,
     AGENT_TYPE_AUTHORITY,
+    ARCHIVAL_NS,
     HASH_AUTHORITY,
     HASH_LABELS,
     HASH_NAMES,
@@ -57,6 +63,7 @@ from preservation.model import (
     FileEntry,
     FormatInfo,
     new_uuid,
+    stored_properties,
 )
 
 PREMIS_NSMAP: dict[str | None, str] = {"premis": PREMIS_NS, "xsi": XSI_NS}
@@ -125,6 +132,12 @@ _OBJECT_OPEN = (
 )
 
 
+# What opening the file found (FileEntry.properties) as one JSON object in our own
+# namespace, inside objectCharacteristicsExtension (processContents="lax").
+_PROPS_OPEN = f'<arc:properties xmlns:arc="{ARCHIVAL_NS}">'
+_PROPS_TAG = f"{{{ARCHIVAL_NS}}}properties"
+
+
 def _esc(value: str, what: str) -> str:
     """Text content: checked for characters XML cannot carry, then escaped."""
     checked(value, what)
@@ -185,6 +198,12 @@ def file_object(entry: FileEntry, *, stored_in: int | None = None, level: int = 
         m.close(2, "fixity")
     m.leaf(2, "size", str(int(entry.size)))
     _format(m, entry.format, what)
+    props = stored_properties(entry.properties)
+    if props:
+        text = json.dumps(props, sort_keys=True, separators=(",", ":"))  # ASCII: XML-safe
+        m.open(2, "objectCharacteristicsExtension")
+        m.lines.append((3, f"{_PROPS_OPEN}{_esc(text, f'{what} properties')}</arc:properties>"))
+        m.close(2, "objectCharacteristicsExtension")
     m.close(1, "objectCharacteristics")
     m.leaf(1, "originalName", _esc(entry.original_name or entry.path, f"{what} original name"))
     if stored_in is not None:
@@ -258,9 +277,18 @@ def read_file_object(obj: Any) -> tuple[FileEntry, int | None]:
     name = version = puid = None
     notes: list[str] = []
     context = ""  # the last identifier/algorithm/location/relationship type seen
+    properties: dict[str, Any] = {}
     for el in obj.iter():
         tag = el.tag
         if not isinstance(tag, str) or not tag.startswith(_P):
+            if tag == _PROPS_TAG:
+                try:
+                    value = json.loads(el.text or "{}")
+                except RecursionError:  # hostile nesting: a ValueError like bad JSON
+                    value = None
+                if not isinstance(value, dict):
+                    raise ValueError("premis:object properties are not a JSON object")
+                properties = value
             continue
         local = tag[_PLEN:]
         text = el.text or ""
@@ -303,6 +331,7 @@ def read_file_object(obj: Any) -> tuple[FileEntry, int | None]:
         format=_format_info(name, version, puid, notes) if has_format else None,
         uuid=uuid,
         derived_from=derived_from,
+        properties=properties,
     )
     return entry, stored_in
 

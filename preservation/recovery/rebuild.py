@@ -18,8 +18,9 @@ AIPs, versions             every ``<aip>/v<N>/`` that holds ``bagit.txt`` (a dec
                            from its events (migration, metadata modification, else
                            re-ingest); ``payload_key`` recomputed as ingest computes it
 files                      payload: path, size, format, UUID, original name, role,
-                           derivation and where the bytes live (``origin_version``)
-                           from the METS, digests from the bag manifests (compared
+                           derivation, where the bytes live (``origin_version``) and
+                           what opening it found (``properties``) from the METS,
+                           digests from the bag manifests (compared
                            with the METS); record reference codes from the METS
                            records; tag files: every other object of the version,
                            hashed as it is read (and compared with the tag manifests)
@@ -63,7 +64,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 
 from preservation.errors import PreservationError, UsageError
 from preservation.hashing import HashingReader
-from preservation.model import Agent, Event, FileEntry, Record
+from preservation.model import Agent, Event, FileEntry, Record, stored_properties
 from preservation.paths import join_key
 
 if TYPE_CHECKING:
@@ -362,6 +363,7 @@ def _payload_row(
         "derived_from": f.derived_from,
         "record_reference_code": codes.get(f.path),
         "origin_version": origin,
+        "properties": stored_properties(f.properties),
     }
 
 

@@ -3,10 +3,14 @@
 Sources (see ``docs/decisions.md``, "Statistics report"):
 
 - the ``jobs`` journal: transfers (``ingest`` rows: ``done`` accepted, ``failed`` with
-  code ING001 refused, ING002 duplicate), what each accepted ingest received
-  (``result["received"]``, see :mod:`preservation.reports.received`), periodic
-  checks (``check``) and restore drills (``drill``), audit runs (``audit``);
+  code ING001 refused, ING002 duplicate), the sheet's items and volumes each accepted
+  ingest received (``result["received"]``, see :mod:`preservation.reports.received`),
+  periodic checks (``check``) and restore drills (``drill``), audit runs (``audit``);
 - ``aip_versions``: AIPs received (v1), files and bytes, new versions by reason;
+- ``files.properties`` of each new AIP's version 1: images, pages, scans by
+  resolution and colour mode (the job's ``received`` for AIPs recorded before
+  migration 0005; AIPs with neither are ``aips_without_received_detail``, AIPs
+  without a job row, as in a rebuilt catalogue, ``aips_without_sheet_counts``);
 - ``events``: migrations (one ``migration`` event per migrated file);
 - ``incidents``: problems found and repaired;
 - the Parquet audit log: fixity checks, their pass rate, availability of each store;
@@ -25,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from preservation import __version__
 from preservation.model import utcnow
 from preservation.reports.period import Period, month_of
+from preservation.reports.received import FileFigures
 
 if TYPE_CHECKING:
     from preservation.repository import Repository
@@ -77,14 +82,19 @@ def gather(repo: Repository, period: Period) -> dict[str, Any]:
         drills = rq.jobs_in(s, "drill", period.start, period.end)
         has_access_log = rq.access_log_present(s)
         access = rq.access_counts(s, period.start, period.end) if has_access_log else []
-        # what the ingest of each AIP received in the period
+        # what the ingest of each AIP received in the period: images, pages and
+        # scans from its files' properties in the catalogue (a rebuilt catalogue has
+        # them too), the sheet's items and volumes from its ingest job's result
+        new_aips = [v.aip_id for v in versions if v.number == 1]
         received = {
             aip: result["received"]
-            for aip, result in rq.ingest_results(
-                s, [v.aip_id for v in versions if v.number == 1]
-            ).items()
+            for aip, result in rq.ingest_results(s, new_aips).items()
             if result.get("received")
         }
+        figures: dict[str, FileFigures] = {}
+        for aip, properties in rq.first_version_file_properties(s, new_aips):
+            if properties is not None:
+                figures.setdefault(aip, FileFigures()).add(properties)
 
     months: dict[str, dict[str, int]] = {m: dict.fromkeys(MONTH_KEYS, 0) for m in period.months}
     standard = {"transfers": 0, "met": 0, "refused": 0, "duplicates": 0}
@@ -114,7 +124,7 @@ def gather(repo: Repository, period: Period) -> dict[str, Any]:
         "by_colour_mode": {},
         "below_minimum": 0,
     }
-    without_detail = 0
+    without_detail = without_sheet = 0
     new_versions: dict[str, int] = {}
     for v in versions:
         if v.number != 1:
@@ -124,11 +134,17 @@ def gather(repo: Repository, period: Period) -> dict[str, Any]:
         month["aips"] += 1
         month["files"] += v.file_count
         month["bytes"] += v.byte_count
-        got = received.get(v.aip_id)
+        from_job: dict[str, Any] | None = received.get(v.aip_id)
+        in_catalogue = figures.get(v.aip_id)
+        got: dict[str, Any] | None = in_catalogue.to_dict() if in_catalogue else from_job
         if got is None:
             without_detail += 1
             continue
-        for key in ("items", "volumes", "pages", "images"):
+        if from_job is None:
+            without_sheet += 1  # no ingest job row (a rebuilt catalogue)
+        for key in ("items", "volumes"):
+            month[key] += int((from_job or {}).get(key, 0))
+        for key in ("pages", "images"):
             month[key] += int(got.get(key, 0))
         digitised["scans"] += int(got.get("scans", 0))
         digitised["below_minimum"] += int(got.get("below_minimum", 0))
@@ -151,6 +167,7 @@ def gather(repo: Repository, period: Period) -> dict[str, Any]:
         "months": [{"month": m, **v} for m, v in months.items()],
         "totals": totals,
         "aips_without_received_detail": without_detail,
+        "aips_without_sheet_counts": without_sheet,
         "receiving_standard": {
             **standard,
             "share": _share(standard["met"], standard["transfers"]),

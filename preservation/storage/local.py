@@ -7,6 +7,12 @@ the final step is ``os.link`` (which fails if the name exists), so two racing pu
 cannot both win. Temporary names never show in :meth:`LocalStore.list`, and keys whose
 last segment looks like one are refused.
 
+Where the file system supports it (Linux ``O_TMPFILE``), a new object is first an
+anonymous file in its folder, written, verified and made read-only, and then given its
+name with ``linkat`` (which also fails if the name exists): no temporary name is made
+or removed, which halves the folder updates per object, and a crash leaves nothing
+behind. Elsewhere the temporary-name path above is used.
+
 No checksum is kept beside the files (no sidecars): :meth:`LocalStore.head` reports the
 size only. Audits re-hash the content.
 """
@@ -54,6 +60,10 @@ _NO_LINK = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EN
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
 _FOLDER_ATTEMPTS = 20
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
+_PROC_FD = Path("/proc/self/fd")
+# O_TMPFILE is not supported by this file system (or kernel)
+_NO_TMPFILE = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EISDIR, errno.EINVAL}
 T = TypeVar("T")
 
 
@@ -107,6 +117,8 @@ class LocalStore(Store):
         self.name = name
         self.site = site
         self.root = Path(root)
+        # anonymous temporary files (O_TMPFILE + linkat): None until first tried
+        self._anonymous: bool | None = None if _O_TMPFILE and _PROC_FD.is_dir() else False
 
     def __repr__(self) -> str:
         return f"LocalStore({self.name!r}, site={self.site!r}, root={str(self.root)!r})"
@@ -246,10 +258,14 @@ class LocalStore(Store):
         if not overwrite and os.path.lexists(final):
             raise ObjectExists(store=self.name, key=key)
         folder = final.parent
+        if not overwrite and self._anonymous is not False:
+            anon = self._create_anonymous(folder, key)
+            if anon is not None:
+                return self._put_anonymous(anon, final, key, stream, algs, expected, size, sync)
         tmp = folder / f".{final.name}.tmp-{uuid.uuid4().hex}"
         fd = self._create_temp(tmp, key)
         try:
-            hasher = self._write_temp(fd, stream, algs, key, sync)
+            hasher = self._write_temp(fd, stream, algs, key, sync, size=size)
             label = f"{self.name}:{key}"
             if size is not None and hasher.size != size:
                 raise DigestMismatch(
@@ -282,6 +298,106 @@ class LocalStore(Store):
             raise
         return ObjectInfo(key=key, size=hasher.size, digests=found, last_modified=_mtime(st))
 
+    def _create_anonymous(self, folder: Path, key: str) -> int | None:
+        """Make the folders and open an anonymous file in ``folder``; None when this
+        file system cannot (then it is not tried again)."""
+
+        def create() -> int | None:
+            try:
+                return os.open(folder, os.O_RDWR | _O_TMPFILE | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:
+                raise
+            except OSError as e:
+                if e.errno in _NO_TMPFILE:
+                    self._anonymous = False
+                    return None
+                if e.errno == errno.EPERM:
+                    # Linux answers EPERM (not ENOENT) for a folder that a concurrent
+                    # delete is removing: make it again, as for a pruned folder.
+                    if not folder.is_dir():
+                        raise FileNotFoundError(errno.ENOENT, e.strerror, str(folder)) from e
+                    return None  # this put takes the temporary-name path, which reports
+                raise self._os_error(e, "create", key) from e
+
+        return self._in_folder(folder, key, create)
+
+    def _put_anonymous(
+        self,
+        fd: int,
+        final: Path,
+        key: str,
+        stream: IO[bytes],
+        algs: tuple[str, ...],
+        expected: Mapping[str, str],
+        size: int | None,
+        sync: bool,
+    ) -> ObjectInfo:
+        """Write, verify and protect the anonymous file ``fd``, then link it to
+        ``final`` (ObjectExists if that name exists). Until the link nothing is visible;
+        on any error the file vanishes with its descriptor."""
+        try:
+            hasher = self._write_temp(fd, stream, algs, key, sync, close=False, size=size)
+            label = f"{self.name}:{key}"
+            if size is not None and hasher.size != size:
+                raise DigestMismatch(
+                    path=label, algorithm="size", expected=str(size), found=str(hasher.size)
+                )
+            found = hasher.hexdigests()
+            verify_digests(label, expected, found)
+            try:
+                os.fchmod(fd, READ_ONLY)
+                st = os.fstat(fd)
+            except OSError as e:
+                raise self._os_error(e, "protect", key) from e
+            if not self._link_anonymous(fd, final, key):
+                # No link from /proc here after all: name it the other way.
+                return self._name_anonymous(fd, key, algs, st, sync)
+            if sync:
+                try:
+                    _fsync_dir(final.parent)
+                except OSError as e:
+                    raise self._os_error(e, "sync folder of", key) from e
+        finally:
+            os.close(fd)
+        return ObjectInfo(key=key, size=hasher.size, digests=found, last_modified=_mtime(st))
+
+    def _link_anonymous(self, fd: int, final: Path, key: str) -> bool:
+        """Give the anonymous file its name; False when linking it is not possible
+        here. A folder pruned meanwhile by a concurrent delete is made again."""
+        source = f"{_PROC_FD}/{fd}"
+        for attempt in range(1, _FOLDER_ATTEMPTS + 1):
+            try:
+                # src_dir_fd makes Python call linkat(2), which follows the /proc link
+                # (the kernel ignores it for an absolute path)
+                os.link(source, final, src_dir_fd=fd, follow_symlinks=True)
+            except FileExistsError:
+                raise ObjectExists(store=self.name, key=key) from None
+            except FileNotFoundError as e:
+                if attempt >= _FOLDER_ATTEMPTS:
+                    raise self._os_error(e, "link", key) from e
+                try:
+                    self._make_parents(final.parent, key)
+                except FileNotFoundError:
+                    pass  # pruned again at once: the next attempt makes it again
+                continue
+            except OSError as e:
+                if e.errno in _NO_LINK or e.errno == errno.EXDEV:
+                    self._anonymous = False
+                    return False
+                raise self._os_error(e, "link", key) from e
+            self._anonymous = True
+            return True
+        return False  # not reached
+
+    def _name_anonymous(
+        self, fd: int, key: str, algs: tuple[str, ...], st: os.stat_result, sync: bool
+    ) -> ObjectInfo:
+        """Copy a verified anonymous file to a temporary name and put that in place
+        (only where an anonymous file can be made but not linked)."""
+        os.lseek(fd, 0, os.SEEK_SET)
+        with os.fdopen(os.dup(fd), "rb") as src:
+            return self.put(key, src, algorithms=algs, size=st.st_size, sync=sync)
+
     def _create_temp(self, tmp: Path, key: str) -> int:
         """Make the folders and open ``tmp`` exclusively."""
 
@@ -296,11 +412,21 @@ class LocalStore(Store):
         return self._in_folder(tmp.parent, key, create)
 
     def _write_temp(
-        self, fd: int, stream: IO[bytes], algs: tuple[str, ...], key: str, sync: bool = True
+        self,
+        fd: int,
+        stream: IO[bytes],
+        algs: tuple[str, ...],
+        key: str,
+        sync: bool = True,
+        close: bool = True,
+        size: int | None = None,
     ) -> MultiHasher:
         hasher = MultiHasher(algs)
-        with os.fdopen(fd, "wb", buffering=0) as out:
-            buf = bytearray(BLOCK_SIZE)
+        with os.fdopen(fd, "wb", buffering=0, closefd=close) as out:
+            # a small object needs no 1 MiB buffer (allocating one per object dominates
+            # the cost of many small ones); one byte more than the size sees the end
+            bufsize = BLOCK_SIZE if size is None else max(4096, min(BLOCK_SIZE, size + 1))
+            buf = bytearray(bufsize)
             view = memoryview(buf)
             while True:
                 block = _read_block(stream, buf, view)  # the source's errors are its own

@@ -307,6 +307,7 @@ class Replicator:
             self._copy(claim, files, sources, result)
             checkpoint("replicate:before-commit")
             self._commit(claim, result)
+            self._copy_event_log(claim, result)
             log.info(
                 "replicated %s v%d to %s: %d objects (%d copied, %d present)",
                 claim.aip_id,
@@ -587,6 +588,16 @@ class Replicator:
         result.event = event.identifier
         self._publish(claim.aip_id, event, doc, holders)
 
+    def _copy_event_log(self, claim: rq.Claim, result: CopyResult) -> None:
+        """The AIP's event documents the target lacks (ingest and version events were
+        published before it held the AIP), so that it alone can rebuild the catalogue."""
+        from preservation.eventlog import copy_log
+
+        try:
+            copy_log(self.repo.store(result.sources[0]), self.repo.store(claim.store), claim.aip_id)
+        except PreservationError as e:  # the copy is verified; the log catches up next time
+            log.warning("event log of %s not copied to %s: %s", claim.aip_id, claim.store, e)
+
     def _publish(self, aip_id: str, event: Event, doc: bytes | None, holders: list[str]) -> None:
         if doc is None:
             return
@@ -666,11 +677,26 @@ def clear_leftovers(store: Store, keys: Sequence[str]) -> int:
     return 0
 
 
-def _abort_uploads(store: S3Store, keys: Sequence[str]) -> int:
-    def full(key: str) -> str:
-        return join_key(store.prefix, key) if store.prefix else key
+def clear_leftovers_under(store: Store, prefix: str) -> int:
+    """Abort every unfinished multipart upload under ``prefix`` (a folder of keys, e.g.
+    an interrupted ingest's staging prefix) on an S3 store; other stores leave no
+    unfinished writes behind a name. Returns how many were aborted."""
+    if not isinstance(store, S3Store):
+        return 0
+    folder = prefix.rstrip("/") + "/"
+    return _abort_matching(store, _full_key(store, folder), lambda key: True)
 
-    wanted = {full(k) for k in keys}
+
+def _full_key(store: S3Store, key: str) -> str:
+    """``key`` as the bucket knows it (a folder keeps its trailing '/')."""
+    if not store.prefix:
+        return key
+    full = join_key(store.prefix, key)
+    return full + "/" if key.endswith("/") else full
+
+
+def _abort_uploads(store: S3Store, keys: Sequence[str]) -> int:
+    wanted = {_full_key(store, k) for k in keys}
     if not wanted:
         return 0
     low, high = min(wanted), max(wanted)
@@ -678,6 +704,10 @@ def _abort_uploads(store: S3Store, keys: Sequence[str]) -> int:
     while n < min(len(low), len(high)) and low[n] == high[n]:
         n += 1
     common = low[:n]  # a string prefix, as S3 listings take it
+    return _abort_matching(store, common, wanted.__contains__)
+
+
+def _abort_matching(store: S3Store, common: str, wanted: Callable[[str], bool]) -> int:
     found: list[tuple[str, str]] = []
     args: dict[str, Any] = {"Bucket": store.bucket, "Prefix": common}
 
@@ -693,7 +723,9 @@ def _abort_uploads(store: S3Store, keys: Sequence[str]) -> int:
     while True:
         page = call("list_multipart_uploads", **args)
         found += [
-            (u["Key"], u["UploadId"]) for u in page.get("Uploads") or [] if u.get("Key") in wanted
+            (u["Key"], u["UploadId"])
+            for u in page.get("Uploads") or []
+            if wanted(str(u.get("Key")))
         ]
         if not page.get("IsTruncated"):
             break

@@ -718,7 +718,12 @@ class S3Store(Store):
         }
         if not overwrite:
             args["IfNoneMatch"] = "*"
-        resp = self._call("put_object", key, **args)
+        try:
+            resp = self._call("put_object", key, **args)
+        except ObjectExists:
+            # An earlier attempt whose answer was lost (reset, timeout) may have stored
+            # these very bytes; the If-None-Match retry then meets our own object.
+            resp = self._same_object(key, full, found, len(body))
         version = resp.get("VersionId")
         try:
             self._after_write(key, full, found, version, resp.get("ETag"))
@@ -732,6 +737,30 @@ class S3Store(Store):
             storage_class=self.settings.storage_class,
             version_id=version,
         )
+
+    def _same_object(
+        self,
+        key: str,
+        full: str,
+        found: Mapping[str, str],
+        size: int,
+        composite: str | None = None,
+    ) -> Mapping[str, Any]:
+        """The head of ``key`` when it holds exactly ``found`` (size and sha256, or for a
+        multipart upload whose sha256 the server does not know yet, the ``composite``
+        checksum of its parts ``<base64>-<parts>``), else ObjectExists: a conditional
+        write refused because of an identical object is a write already done."""
+        resp = self._head_raw(key, full)
+        info = self._info(key, full, resp)
+        same = info.sha256 == found["sha256"] or (
+            info.sha256 is None
+            and composite is not None
+            and resp.get("ChecksumSHA256") == composite
+        )
+        if info.size != size or not same:
+            raise ObjectExists(store=self.name, key=key)
+        log.warning("%s: %s was already stored by an earlier attempt", self.name, key)
+        return {"VersionId": resp.get("VersionId"), "ETag": resp.get("ETag")}
 
     def _part_size(self, part_number: int, size: int | None) -> int:
         base = self.settings.part_size
@@ -815,7 +844,15 @@ class S3Store(Store):
             }
             if not overwrite:
                 complete["IfNoneMatch"] = "*"
-            resp = self._call("complete_multipart_upload", key, **complete)
+            try:
+                resp = self._call("complete_multipart_upload", key, **complete)
+            except ObjectExists:
+                # The answer to an earlier attempt was lost; SeaweedFS refuses the
+                # repeated completion with 412 (AWS and moto answer it again).
+                of_parts = base64.b64encode(hashlib.sha256(b"".join(part_hashes)).digest())
+                resp = self._same_object(
+                    key, full, found, source.hasher.size, f"{of_parts.decode()}-{len(parts)}"
+                )
             completed = True
             version = resp.get("VersionId")
             composite = resp.get("ChecksumSHA256")

@@ -387,3 +387,83 @@ def test_reformatted_json_counts_as_a_change(catalog: Catalog) -> None:
     with catalog.session() as s:
         report = verify_chain(s)
     assert report.first_break is not None and report.first_break.seq == seqs[1]
+
+
+# Strings the database must quote exactly as Python's JSON encoder does: every ASCII
+# control character, quotes and backslashes, DEL and C1 controls, separators JSON
+# leaves alone, and characters outside the BMP.
+_TRICKY = [
+    "".join(chr(c) for c in range(1, 128)),
+    '\\u0000 "quoted" \\n \\\\',
+    "\x7f\x80\x9f\u2028\u2029\ufeff",
+    "😀 文件 é\r\n\t\b\f",
+    "",
+]
+
+
+def _tricky_events(catalog: Catalog) -> None:
+    with catalog.session() as s:
+        for n, t in enumerate(_TRICKY):
+            ev = _event(n + 1)
+            ev.detail, ev.outcome_detail = t, t[::-1]
+            ev.agents = [(t[:50], t[-50:])]
+            ev.objects = [t, t.upper()]
+            append_event(s, ev, version_id=n * 1000 or None, store_name=t[:60] or None)
+
+
+def test_strings_needing_escapes_verify(catalog: Catalog) -> None:
+    _tricky_events(catalog)
+    with catalog.session() as s:
+        report = verify_chain(s)
+    assert report.ok and report.count == len(_TRICKY)
+
+
+def test_the_server_hashes_the_same_canonical_text_as_python(catalog: Catalog) -> None:
+    """PostgreSQL writes and hashes every row itself (the fast path): it must agree
+    with Python's canonical bytes on every row, tricky strings included."""
+    if catalog.engine.dialect.name != "postgresql":
+        pytest.skip("the server-side hash is PostgreSQL's")
+    from preservation.catalog.events import _server_hash_columns
+
+    _tricky_events(catalog)
+    _append(catalog, 3)
+    with catalog.session() as s:
+        rows = s.execute(select(*_server_hash_columns()).order_by(EventRow.seq)).all()
+    assert len(rows) == len(_TRICKY) + 3
+    assert [computed for _, computed, _, _ in rows] == [stored for _, _, _, stored in rows]
+
+
+def test_rows_the_server_does_not_reproduce_are_judged_in_python(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the fast value differs from the stored hash, Python recomputes the row and
+    alone decides: a right row passes, a changed row is reported with Python's hash."""
+    if catalog.engine.dialect.name != "postgresql":
+        pytest.skip("the server-side hash is PostgreSQL's")
+    from sqlalchemy import literal
+
+    from preservation.catalog import events
+
+    monkeypatch.setattr(
+        events,
+        "_server_hash_columns",
+        lambda: (EventRow.seq, literal("wrong"), EventRow.prev_hash, EventRow.hash),
+    )
+    seqs = _append(catalog, 6)
+    with catalog.session() as s:
+        assert verify_chain(s, batch=4).ok
+        s.execute(text("UPDATE events SET detail = 'changed' WHERE seq = :s"), {"s": seqs[2]})
+    with catalog.session() as s:
+        report = verify_chain(s, batch=4)
+        row = s.execute(select(EventRow).where(EventRow.seq == seqs[2])).scalar_one()
+        expected = event_hash(
+            canonical_event_bytes(
+                identifier=row.id, type=row.type, datetime=row.datetime, outcome=row.outcome,
+                detail=row.detail, outcome_detail=row.outcome_detail, agents=row.agents,
+                objects=row.objects, aip_id=row.aip_id, version_id=row.version_id,
+                store_name=row.store_name, prev_hash=row.prev_hash,
+            )
+        )  # fmt: skip
+    assert report.breaks == 1 and report.first_break is not None
+    assert (report.first_break.seq, report.first_break.kind) == (seqs[2], "hash")
+    assert report.first_break.expected == expected != row.hash

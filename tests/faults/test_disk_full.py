@@ -134,12 +134,6 @@ def test_staging_full_then_space_back(tmp_path: Path, tmpfs: Mount) -> None:
     assert problems(repo) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest/archives.py reports a full staging area as ARC001 (bad input, exit 3)"
-    " instead of STO006 (storage, exit 5): OSError ENOSPC while unpacking is wrapped in"
-    " ArchiveError; reported to the lead (ingest is being rewritten)",
-)
 def test_staging_full_is_a_storage_error(tmp_path: Path, tmpfs: Mount) -> None:
     repo = init_repository(tmp_path / "repo", organization="Test Archive")
     tmpfs(repo.config.staging_dir, "2m")

@@ -261,12 +261,6 @@ def test_ingest_into_s3_killed_mid_upload_leaves_no_aip(tmp_path: Path, proxied:
 
 @pytest.mark.slow
 @SEAWEEDFS
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest cleanup (ingest/pipeline.py cleanup_interrupted) deletes the staged"
-    " objects of an interrupted ingest but never aborts its unfinished multipart uploads"
-    " on an S3 primary (replication does, with clear_leftovers); reported to the lead",
-)
 def test_ingest_cleanup_aborts_the_dead_servers_upload(tmp_path: Path, proxied: Proxied) -> None:
     from tests.support import transfers as tr
 

@@ -18,7 +18,9 @@ from preservation.bags.validate import validate_bag
 from preservation.catalog import queries as q
 from preservation.catalog.events import verify_chain
 from preservation.catalog.models import Aip, Copy
+from preservation.catalog.recovery_queries import version_events
 from preservation.errors import DuplicateTransfer, IngestRefused
+from preservation.eventlog import event_key, publish_recorded
 from preservation.ingest.pipeline import IngestRequest, Receipt, run_ingest
 from preservation.metadata.mets_reader import read_mets
 from preservation.metadata.xsd import validate_mets
@@ -205,6 +207,7 @@ def cli(
         "ingest:before-finalise",
         "ingest:before-commit",
         "ingest:after-commit",
+        "ingest:before-publish",
     ],
 )
 def test_kill_during_ingest_leaves_nothing_and_rerun_succeeds(
@@ -220,23 +223,38 @@ def test_kill_during_ingest_leaves_nothing_and_rerun_succeeds(
         env={"PRESERVATION_FAULT_KILL_AT": point},
     )
     assert killed.returncode == -9, killed.stderr
+    committed = point in ("ingest:after-commit", "ingest:before-publish")
     with repo.catalog.session() as s:
-        assert s.query(Aip).count() == (1 if point == "ingest:after-commit" else 0)
-    # No AIP version is declared: bagit.txt is always the last object made final
-    # (staging is not a place where AIPs are looked for).
+        assert s.query(Aip).count() == (1 if committed else 0)
     keys = store_keys(repo)
-    assert not [k for k in keys if k.endswith("/bagit.txt") and not k.startswith(".staging/")]
+    # No ingest event reached the store's event log: they are published last.
+    assert not [k for k in keys if "/events/" in k]
+    if point != "ingest:before-publish":
+        # No AIP version is declared: bagit.txt is always the last object made final
+        # (staging is not a place where AIPs are looked for).
+        assert not [k for k in keys if k.endswith("/bagit.txt") and not k.startswith(".staging/")]
 
-    if point == "ingest:after-commit":
-        # The catalogue has the AIP: the next run rolls forward instead of back.
+    if committed:
+        # The catalogue has the AIP: the next run rolls forward instead of back, and
+        # publishes the ingest events the crash kept from the store.
         done = cli(repo, "ingest", "--cleanup")
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)[0]["completed"]
         keys = store_keys(repo)
         aip = keys[0].split("/")[0]
         assert f"{aip}/v1/bagit.txt" in keys and not [k for k in keys if k.startswith(".")]
+        published = [k for k in keys if k.startswith(f"{aip}/events/")]
         with repo.catalog.session() as s:
             assert q.unfinished_jobs(s, "ingest") == []
+            recorded = version_events(s, aip, 1)
+        assert recorded and len(published) == len(recorded)
+        for row in recorded:
+            with repo.primary.open(event_key(aip, row.event)) as f:
+                doc = json.load(f)
+            assert (doc["hash"], doc["prev_hash"]) == (row.hash, row.prev_hash)
+        # publishing again (a second roll-forward) rewrites the same documents
+        assert publish_recorded(repo, aip, 1, ["primary"]) == []
+        assert store_keys(repo) == keys
         return
     ok = cli(repo, "ingest", str(folder), "--metadata", str(sheet))
     assert ok.returncode == 0, ok.stderr
@@ -317,7 +335,10 @@ def test_ingest_into_s3_primary(s3_repo: Repository, tmp_path: Path, kind: str) 
     out = check_aip(s3_repo, receipt, tmp_path)
     assert len(list((out / "data").rglob("*.tif"))) == 6
     keys = store_keys(s3_repo)
-    assert keys and all(k.startswith(f"{receipt.aip}/v1/") for k in keys)
+    # the AIP and, beside it, its ingest events' chain documents
+    mine = (f"{receipt.aip}/v1/", f"{receipt.aip}/events/")
+    assert keys and all(k.startswith(mine) for k in keys)
+    assert [k for k in keys if k.startswith(f"{receipt.aip}/events/")]
     head = s3_repo.primary.head(f"{receipt.aip}/v1/metadata/mets.xml")
     assert head.sha256  # the S3 store keeps the full-object sha256
 

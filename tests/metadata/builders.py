@@ -50,7 +50,20 @@ def chinese_package() -> MetsPackage:
             original_name="附件 1.JPG",
             format=FormatInfo("fmt/43", "image/jpeg", "JPEG File Interchange Format", "1.01", None),
         ),
-        FileEntry("2011/Z109-WS·2011-Y-BGS-0002/扫描 件 %1.tif", 55, digests("c")),
+        FileEntry(
+            "2011/Z109-WS·2011-Y-BGS-0002/扫描 件 %1.tif",
+            55,
+            digests("c"),
+            # what opening it found: kept in the PREMIS object (objectCharacteristicsExtension)
+            properties={
+                "image_format": "TIFF",
+                "dpi": [300.0, 300.0],
+                "colour_mode": "greyscale",
+                "frames": 2,
+                "dpi_below_minimum": False,
+                "note": "扫描 <件> & \"说明\"]]>",
+            },
+        ),
         FileEntry("2011/卷/0001.pdf", 77, digests("d")),
         FileEntry("readme.txt", 5, digests("e")),
     ]

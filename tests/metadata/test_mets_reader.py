@@ -85,6 +85,10 @@ def test_chinese_round_trip(tmp_path: Path) -> None:
     by_path = s.file_by_path()
     assert by_path["2011/Z109-WS·2011-Y-BGS-0001/正文.pdf"].record_row == 2
     assert by_path["readme.txt"].record_row is None
+    scan = by_path["2011/Z109-WS·2011-Y-BGS-0002/扫描 件 %1.tif"]
+    assert scan.properties["dpi"] == [300.0, 300.0]
+    assert scan.properties["note"] == '扫描 <件> & "说明"]]>'
+    assert by_path["readme.txt"].properties == {}
     migrated = by_path["2011/Z109-WS·2011-Y-BGS-0001/附件 1.jp2"]
     assert migrated.role == "migrated"
     assert migrated.derived_from == by_path["2011/Z109-WS·2011-Y-BGS-0001/附件 1.jpg"].uuid
@@ -294,6 +298,15 @@ def test_fixity_disagreement_is_invalid(mets_text: str) -> None:
     assert info.value.code == "MET001"
     assert "fileSec SHA-256 differs from the PREMIS fixity" in str(info.value)
     assert "mets.xml" in str(info.value)
+
+
+def test_properties_that_are_not_a_json_object_are_invalid(mets_text: str) -> None:
+    found = re.search(r"(<arc:properties [^>]*>)([^<]*)(</arc:properties>)", mets_text)
+    assert found is not None
+    for bad_json in ("[1, 2]", "{not json", "[" * 100_000 + "]" * 100_000):
+        bad = mets_text.replace(found.group(0), found.group(1) + bad_json + found.group(3))
+        with pytest.raises(MetsInvalid, match=r"properties|JSON|Expecting"):
+            read_mets(bad.encode(), label="mets.xml")
 
 
 def test_file_missing_from_file_sec_is_invalid(mets_text: str) -> None:

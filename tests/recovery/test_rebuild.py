@@ -43,7 +43,7 @@ VERSION_COLUMNS = ("id", "reason", "file_count", "byte_count", "mets_sha256", "b
                    "descriptive")  # fmt: skip
 FILE_COLUMNS = ("kind", "size", "sha256", "sha512", "puid", "mime", "format_name",
                 "format_version", "file_uuid", "origin_version", "record_reference_code",
-                "original_name", "role", "derived_from")  # fmt: skip
+                "original_name", "role", "derived_from", "properties")  # fmt: skip
 # read at import: the autouse fixture clears PRESERVATION_* variables for each test
 POSTGRES_URL = os.environ.get("PRESERVATION_TEST_POSTGRES_URL", "")
 EVENT_COLUMNS = ("id", "aip_id", "version_id", "store_name", "type", "datetime", "outcome",
@@ -156,6 +156,11 @@ def check_rebuild(h: History, source: str, url: str) -> None:
     finally:
         catalog.dispose()
     assert original["aips"][h.aip]["current_version"] == 3
+    # what opening each file found is compared too: every v1 payload file has some
+    assert all(
+        f["properties"] for (_, n, _), f in original["files"].items()
+        if n == 1 and f["kind"] == "payload"
+    )
     assert {t for (_, _, _, t) in [(0, 0, 0, e["type"]) for e in original["events"]]} >= {
         "replication",
         "fixity check",

@@ -1,0 +1,131 @@
+"""Format identification and opening checks of payload files, in worker processes.
+
+Identification (Siegfried, in Go through pygfried) and the opening checks read the
+files and cost CPU; hashing and copying them into the store is the ingest process's
+own work. :class:`Examiner` sends batches of ``(payload path, source path)`` to a pool
+of worker processes, so both cores work at once and Siegfried's Go heap (well over
+100 MB once it has scanned a few thousand files) lives in the workers, not in the
+ingest process:
+
+- workers are *spawned* (forking a process whose Go runtime runs is not safe), so a
+  program that runs an ingest must guard its main module with
+  ``if __name__ == "__main__":`` as for any multiprocessing use; being children of
+  the ingest process, their peak memory counts in its ``RUSAGE_CHILDREN``, and each
+  batch reports its worker's peak RSS (:attr:`Examiner.worker_peak_kb`);
+- each worker runs Siegfried with one Go worker and ``GOGC`` at
+  :data:`WORKER_GOGC` (a smaller heap for the same speed), and is replaced after
+  :data:`TASKS_PER_WORKER` batches, so its heap cannot grow without bound;
+- a transfer of fewer than :data:`IN_PROCESS_BELOW` files and bytes is examined in
+  the ingest process itself (starting workers would cost more than it saves; Siegfried
+  holds the GIL while it runs, so there it cannot overlap the hashing).
+
+Results come back in submission order through futures; the caller bounds how many
+batches are in flight.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from preservation.ingest.findings import Finding
+from preservation.model import FileEntry, FormatInfo
+
+IN_PROCESS_BELOW = 200  # files: smaller transfers are examined in the ingest process
+IN_PROCESS_BYTES = 64 * 2**20  # ... unless they hold this many bytes or more
+TASKS_PER_WORKER = 32  # batches a worker examines before it is replaced (bounds its heap)
+WORKER_GOGC = "25"  # Go's GC target in the workers: a smaller heap for the same speed
+
+
+@dataclass
+class Examined:
+    """What examining one batch found: format and opening-check properties per
+    payload path, and the opening checks' findings."""
+
+    formats: dict[str, FormatInfo | None]
+    properties: dict[str, dict[str, Any]]
+    findings: list[Finding]
+    peak_kb: int = 0  # the examining process's peak RSS so far (VmHWM), 0 if unknown
+
+
+def examine_batch(items: list[tuple[str, str]], go_workers: int = 1) -> Examined:
+    """Identify and open each ``(payload path, source path)``; runs in a worker (or in
+    the ingest process for a small transfer, with ``go_workers`` Siegfried workers)."""
+    from preservation.ingest.identify import identify_files
+    from preservation.ingest.usability import check_usability
+
+    sources = [Path(src) for _, src in items]
+    formats = identify_files(sources, workers=go_workers)
+    entries = [
+        FileEntry(path=path, size=0, digests={}, source=src, format=formats.get(src))
+        for (path, _), src in zip(items, sources, strict=True)
+    ]
+    findings, props = check_usability(entries, workers=1)
+    return Examined({e.path: e.format for e in entries}, props, findings, _peak_kb())
+
+
+def _peak_kb() -> int:
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return 0
+    line = next((ln for ln in status.splitlines() if ln.startswith("VmHWM:")), "")
+    return int(line.split()[1]) if line else 0
+
+
+def _worker_init() -> None:
+    # read by the Go runtime when pygfried is first loaded, in this worker only
+    os.environ.setdefault("GOGC", WORKER_GOGC)
+
+
+class Examiner:
+    """Examines batches of files in ``workers`` worker processes (or in this process
+    when ``files`` and ``nbytes`` are small). Use as a context manager; :meth:`submit`
+    returns a future of :class:`Examined`."""
+
+    def __init__(self, workers: int, files: int, nbytes: int = 0) -> None:
+        self.workers = max(1, workers)
+        self.worker_peak_kb = 0  # the largest peak RSS a worker reported
+        self._pool: ProcessPoolExecutor | None = None
+        if files >= IN_PROCESS_BELOW or nbytes >= IN_PROCESS_BYTES:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+                max_tasks_per_child=TASKS_PER_WORKER,
+            )
+
+    @property
+    def in_process(self) -> bool:
+        return self._pool is None
+
+    def submit(self, items: list[tuple[str, str]]) -> Future[Examined]:
+        if self._pool is not None:
+            future = self._pool.submit(examine_batch, items)
+            future.add_done_callback(self._note_peak)
+            return future
+        done: Future[Examined] = Future()
+        try:
+            done.set_result(examine_batch(items, go_workers=self.workers))
+        except Exception as e:  # delivered by result(), as a worker's error would be
+            done.set_exception(e)
+        return done
+
+    def _note_peak(self, future: Future[Examined]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self.worker_peak_kb = max(self.worker_peak_kb, future.result().peak_kb)
+
+    def close(self, cancel: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=cancel)
+            self._pool = None
+
+    def __enter__(self) -> Examiner:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.close(cancel=exc_type is not None)
