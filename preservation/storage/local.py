@@ -22,9 +22,11 @@ from __future__ import annotations
 import errno
 import io
 import os
+import random
 import re
 import shutil
 import stat
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -69,6 +71,22 @@ T = TypeVar("T")
 
 def _mtime(st: os.stat_result) -> datetime:
     return datetime.fromtimestamp(st.st_mtime, tz=UTC)
+
+
+def _step_aside(attempt: int) -> None:
+    """After a few attempts at a folder that concurrent deletes keep pruning, wait a
+    random moment (up to ``attempt`` ms) so that the writers and pruners fall out of step."""
+    if attempt > 2:
+        time.sleep(random.uniform(0, 0.001 * attempt))
+
+
+def _is_object(path: Path) -> bool:
+    """Whether something other than a folder stands at ``path`` (one lstat, so a folder
+    pruned between two checks is never taken for an object)."""
+    try:
+        return not stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def _fsync_dir(path: Path) -> None:
@@ -149,7 +167,7 @@ class LocalStore(Store):
         p = folder
         while not p.is_dir():
             # Re-check is_dir: another thread may have made the folder just now.
-            if (p.exists() or p.is_symlink()) and not p.is_dir():
+            if _is_object(p):
                 rel = p.relative_to(self.root).as_posix() if p != self.root else str(p)
                 raise InvalidKey(key=key, reason=f"{rel!r} is an object, so it cannot be a folder")
             missing.append(p)
@@ -160,7 +178,9 @@ class LocalStore(Store):
             try:
                 d.mkdir()
             except FileExistsError:
-                if not d.is_dir():
+                # One lstat: a folder that a concurrent delete pruned just now is not
+                # an object (the caller retries), only a file or link in the way is.
+                if _is_object(d):
                     raise InvalidKey(
                         key=key, reason=f"{d.name!r} is an object, not a folder"
                     ) from None
@@ -186,6 +206,7 @@ class LocalStore(Store):
             except FileNotFoundError as e:
                 if attempt >= _FOLDER_ATTEMPTS:
                     raise self._os_error(e, "create in folder for", key) from e
+                _step_aside(attempt)
                 attempt += 1
 
     def _regular(self, path: Path, key: str) -> os.stat_result:
@@ -375,6 +396,7 @@ class LocalStore(Store):
             except FileNotFoundError as e:
                 if attempt >= _FOLDER_ATTEMPTS:
                     raise self._os_error(e, "link", key) from e
+                _step_aside(attempt)
                 try:
                     self._make_parents(final.parent, key)
                 except FileNotFoundError:
