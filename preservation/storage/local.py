@@ -85,7 +85,7 @@ def _is_object(path: Path) -> bool:
     pruned between two checks is never taken for an object)."""
     try:
         return not stat.S_ISDIR(os.lstat(path).st_mode)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing there, or a parent is a file
         return False
 
 
