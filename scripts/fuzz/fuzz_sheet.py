@@ -24,7 +24,6 @@ Every libFuzzer flag works (``-help=1``). The test suite runs it for a few secon
 from __future__ import annotations
 
 import io
-import shutil
 import sys
 import tempfile
 import zipfile
@@ -109,22 +108,8 @@ def seed_inputs() -> dict[str, bytes]:
     }
 
 
-def make_seeds(folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, data in seed_inputs().items():
-        (folder / name).write_bytes(data)
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) == 3 and argv[1] == "--make-seeds":
-        make_seeds(Path(argv[2]))
-        return
-    atheris.Setup(argv, TestOneInput)
-    try:
-        atheris.Fuzz()
-    finally:
-        shutil.rmtree(_WORK, ignore_errors=True)
-
-
 if __name__ == "__main__":
-    main(sys.argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from driver import main
+
+    main(sys.argv, TestOneInput, seed_inputs, _WORK)
