@@ -25,9 +25,10 @@ macOS (PATH-006, warning). Both names are given in the evidence.
 
 from __future__ import annotations
 
+import sqlite3
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from preservation.config import IngestSettings
@@ -143,158 +144,199 @@ def _length_problem(path: str, limit: int) -> str | None:
     return None
 
 
-def _folders(paths: Iterable[str]) -> set[str]:
-    out: set[str] = set()
-    for p in paths:
-        parts = p.split("/")
-        out.update("/".join(parts[:i]) for i in range(1, len(parts)))
-    return out
-
-
 def check_paths(
-    files: Sequence[PayloadFile], settings: IngestSettings
+    files: Iterable[PayloadFile], settings: IngestSettings
 ) -> tuple[list[Finding], list[str]]:
-    """Check every name; returns ``(findings, excluded junk paths)``."""
+    """Check every name; returns ``(findings, excluded paths)``.
+
+    One pass over ``files``, which nothing here keeps: a transfer may hold hundreds of
+    thousands of them. A :class:`~preservation.ingest.filetable.FileTable` comes sorted
+    by path; anything else is sorted first (stable: received order kept). Sorted, the
+    names that become one path after NFC normalisation are neighbours; names that
+    differ only in letter case are grouped in a private temporary SQLite database.
+    """
+    from preservation.ingest.filetable import FileTable
+
+    ordered: Iterable[PayloadFile] = (
+        files if isinstance(files, FileTable) else sorted(files, key=lambda f: f.path)
+    )
+    junk: list[Finding] = []
     findings: list[Finding] = []
+    collisions: list[Finding] = []
     excluded: list[str] = []
-    kept: list[PayloadFile] = []
-    for f in files:
-        reason = junk_reason(f.path)
-        if reason is None:
-            kept.append(f)
-            continue
-        drop = settings.exclude_junk
-        findings.append(
+    run: list[str] = []  # received names of the current path (neighbours when sorted)
+    folders = _CaseGroups()
+    try:
+        for f in ordered:
+            reason = junk_reason(f.path)
+            if reason is not None:
+                drop = settings.exclude_junk
+                junk.append(
+                    Finding(
+                        JUNK.code,
+                        "warn",
+                        f"system junk ({reason}); "
+                        + ("excluded from the AIP" if drop else "kept (exclude_junk is off)"),
+                        file=f.path,
+                        details={"excluded": drop, "reason": reason},
+                    )
+                )
+                if drop:
+                    excluded.append(f.path)
+                    continue
+            if not _check_storable(f, settings, findings):
+                excluded.append(f.path)
+                continue
+            if run and f.path != folders.last:
+                _nfc_collision(run, folders.last, collisions)
+                run = []
+            if not run:
+                folders.add(f.path)
+            run.append(_received(f))
+        _nfc_collision(run, folders.last, collisions)
+        case = folders.collisions()
+    finally:
+        folders.close()
+    return junk + findings + collisions + case, excluded
+
+
+def _check_storable(f: PayloadFile, settings: IngestSettings, out: list[Finding]) -> bool:
+    """The per-name checks of a file that is not junk; False when its name cannot
+    become a store key (it is not stored)."""
+    received = _received(f)
+    keyless = path_problem(f.path) is not None  # it could not become a store key
+    note = "; not stored" if keyless else ""
+    unsafe = _unsafe_reason(f.path)
+    if unsafe:
+        out.append(
             Finding(
-                JUNK.code,
-                "warn",
-                f"system junk ({reason}); "
-                + ("excluded from the AIP" if drop else "kept (exclude_junk is off)"),
-                file=f.path,
-                details={"excluded": drop, "reason": reason},
+                UNSAFE.code,
+                "fail",
+                f"unsafe name {show(received)!r}: {unsafe}{note}",
+                file=show(f.path),
+                details={"excluded": keyless},
             )
         )
-        if drop:
-            excluded.append(f.path)
-        else:
-            kept.append(f)
-
-    storable: list[PayloadFile] = []
-    for f in kept:
-        received = _received(f)
-        keyless = path_problem(f.path) is not None  # it could not become a store key
-        note = "; not stored" if keyless else ""
-        unsafe = _unsafe_reason(f.path)
-        if unsafe:
-            findings.append(
-                Finding(
-                    UNSAFE.code,
-                    "fail",
-                    f"unsafe name {show(received)!r}: {unsafe}{note}",
-                    file=show(f.path),
-                    details={"excluded": keyless},
-                )
+    too_long = _length_problem(f.path, settings.max_path_bytes)
+    if too_long:
+        out.append(
+            Finding(
+                TOO_LONG.code, "fail", too_long + note, file=show(f.path),
+                details={"excluded": keyless},
             )
-        too_long = _length_problem(f.path, settings.max_path_bytes)
-        if too_long:
-            findings.append(
-                Finding(
-                    TOO_LONG.code,
-                    "fail",
-                    too_long + note,
-                    file=show(f.path),
-                    details={"excluded": keyless},
-                )
+        )  # fmt: skip
+    if keyless:
+        return False
+    if received != f.path and unicodedata.normalize("NFC", received) == f.path:
+        out.append(
+            Finding(
+                NOT_NFC.code,
+                "warn",
+                "name received in a decomposed Unicode form (NFD); stored as NFC,"
+                " the received name is kept as the original name",
+                file=f.path,
+                details={"received": received},
             )
-        if keyless:
-            excluded.append(f.path)
-            continue
-        storable.append(f)
-        if received != f.path and unicodedata.normalize("NFC", received) == f.path:
-            findings.append(
-                Finding(
-                    NOT_NFC.code,
-                    "warn",
-                    "name received in a decomposed Unicode form (NFD); stored as NFC,"
-                    " the received name is kept as the original name",
-                    file=f.path,
-                    details={"received": received},
-                )
+        )
+    if f.size == 0:
+        out.append(Finding(EMPTY_FILE.code, "warn", "empty file (0 bytes)", file=f.path))
+    hidden = next((s for s in f.path.split("/") if s.startswith(".")), None)
+    if hidden is not None:
+        out.append(
+            Finding(HIDDEN.code, "warn", f"hidden name {hidden!r} (starts with '.')",
+                    file=f.path)
+        )  # fmt: skip
+    return True
+
+
+def _nfc_collision(names: list[str], path: str | None, out: list[Finding]) -> None:
+    if len(names) > 1 and path is not None:
+        shown = ", ".join(repr(n) for n in names)
+        out.append(
+            Finding(
+                NFC_COLLISION.code,
+                "fail",
+                f"{len(names)} received names become the same path after Unicode"
+                f" normalisation (NFC): {shown}",
+                file=path,
+                details={"names": names},
             )
-        if f.size == 0:
-            findings.append(Finding(EMPTY_FILE.code, "warn", "empty file (0 bytes)", file=f.path))
-        hidden = next((s for s in f.path.split("/") if s.startswith(".")), None)
-        if hidden is not None:
-            findings.append(
-                Finding(HIDDEN.code, "warn", f"hidden name {hidden!r} (starts with '.')",
-                        file=f.path)
-            )  # fmt: skip
+        )
 
-    # Memory: a transfer may hold hundreds of thousands of files, so nothing here keeps
-    # a record per file. Sorted by path (discovery already is), the names that become
-    # one path after NFC normalisation are neighbours; case collisions are found by
-    # counting hashes of the case-folded paths first and then grouping only those that
-    # share a hash.
-    if any(storable[i - 1].path > storable[i].path for i in range(1, len(storable))):
-        storable = sorted(storable, key=lambda f: f.path)  # stable: received order kept
-    start = 0
-    while start < len(storable):
-        end = start + 1
-        while end < len(storable) and storable[end].path == storable[start].path:
-            end += 1
-        if end - start > 1:
-            names = [_received(f) for f in storable[start:end]]
-            shown = ", ".join(repr(n) for n in names)
-            findings.append(
-                Finding(
-                    NFC_COLLISION.code,
-                    "fail",
-                    f"{len(names)} received names become the same path after Unicode"
-                    f" normalisation (NFC): {shown}",
-                    file=storable[start].path,
-                    details={"names": names},
-                )
-            )
-        start = end
 
-    def unique() -> Iterator[str]:
-        previous = None
-        for f in storable:
-            if f.path != previous:
-                previous = f.path
-                yield f.path
+class _CaseGroups:
+    """File and folder paths by their case-folded form, in a private temporary SQLite
+    database (on disk: SQLite removes it when closed), to find names that differ only
+    in letter case without holding every name in memory."""
 
-    seen: dict[int, int] = {}
-    for path in unique():
-        h = hash(path.casefold())
-        seen[h] = seen.get(h, 0) + 1
-    shared = {h for h, n in seen.items() if n > 1}
-    del seen
-    by_case: dict[str, set[str]] = defaultdict(set)
-    if shared:
-        for path in unique():
-            folded = path.casefold()
-            if hash(folded) in shared:
-                by_case[folded].add(path)
-    folders: dict[str, set[str]] = defaultdict(set)
-    for folder in _folders(unique()):
-        folders[folder.casefold()].add(folder)
-    for kind, groups in (("files", by_case), ("folders", folders)):
-        for _, variants in sorted(groups.items()):
-            if len(variants) > 1:
-                ordered = sorted(variants)
-                shown = ", ".join(repr(n) for n in ordered)
-                findings.append(
+    _FILE, _FOLDER = 0, 1
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect("", isolation_level=None)
+        self._db.execute("PRAGMA cache_size=-2000")
+        self._db.execute(
+            "CREATE TABLE names (kind INTEGER, folded TEXT, path TEXT,"
+            " PRIMARY KEY (kind, path)) WITHOUT ROWID"
+        )
+        self._db.execute("BEGIN")
+        self._pending = 0
+        self._parents: list[str] = []  # the folders of the last path, outermost first
+        self.last: str | None = None
+
+    def add(self, path: str) -> None:
+        """A stored path (each once, in sorted order) and the folders above it."""
+        self.last = path
+        rows = [(self._FILE, path.casefold(), path)]
+        parts = path.split("/")
+        parents = ["/".join(parts[:i]) for i in range(1, len(parts))]
+        # sorted paths share their leading folders with the path before: new ones only
+        common = 0
+        while (
+            common < min(len(parents), len(self._parents))
+            and parents[common] == self._parents[common]
+        ):
+            common += 1
+        rows += [(self._FOLDER, p.casefold(), p) for p in parents[common:]]
+        self._parents = parents
+        self._db.executemany("INSERT OR IGNORE INTO names VALUES (?, ?, ?)", rows)
+        self._pending += len(rows)
+        if self._pending >= 10_000:
+            self._db.execute("COMMIT")
+            self._db.execute("BEGIN")
+            self._pending = 0
+
+    def collisions(self) -> list[Finding]:
+        self._db.execute("COMMIT")
+        found: list[Finding] = []
+        cur = self._db.execute(
+            "SELECT n.kind, n.folded, n.path FROM names n JOIN (SELECT kind, folded"
+            " FROM names GROUP BY kind, folded HAVING count(*) > 1) g"
+            " ON n.kind = g.kind AND n.folded = g.folded ORDER BY n.kind, n.folded, n.path"
+        )
+        group: list[str] = []
+        key: tuple[int, str] | None = None
+        for kind, folded, path in [*cur, (None, None, None)]:
+            if (kind, folded) != key and group and key is not None:
+                label = "files" if key[0] == self._FILE else "folders"
+                shown = ", ".join(repr(n) for n in group)
+                found.append(
                     Finding(
                         CASE_COLLISION.code,
                         "warn",
-                        f"{kind} differ only in letter case and collide on case-insensitive"
+                        f"{label} differ only in letter case and collide on case-insensitive"
                         f" file systems: {shown}",
-                        file=ordered[0],
-                        details={"names": ordered},
+                        file=group[0],
+                        details={"names": list(group)},
                     )
                 )
-    return findings, excluded
+                group = []
+            key = (kind, folded)
+            if path is not None:
+                group.append(path)
+        return found
+
+    def close(self) -> None:
+        self._db.close()
 
 
 class Digested(Protocol):

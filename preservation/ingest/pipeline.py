@@ -30,7 +30,7 @@ import shutil
 import socket
 import tempfile
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import islice
@@ -200,24 +200,15 @@ class _Ingest:
     def inspect(self) -> None:
         from preservation.ingest.pathcheck import check_paths
 
-        path_findings, excluded = check_paths(self.transfer.files, self.settings)
+        files = self.transfer.files  # on disk: read in pages, sorted by path
+        path_findings, excluded = check_paths(files, self.settings)
         self.findings.extend(path_findings)
-        excluded_set = set(excluded)
-        self.files = []
-        files = self.transfer.files
-        ordered = all(files[i - 1].path <= files[i].path for i in range(1, len(files)))
-        seen: set[str] = set()  # only when not sorted: then equal paths are not neighbours
-        previous = None
-        for f in self.transfer.files:
-            if f.path in excluded_set or f.path == previous or f.path in seen:
-                # Junk, unsafe names, and the second of two names that are one after NFC
-                # normalisation (PATH-005 names both): never stored.
-                continue
-            previous = f.path
-            if not ordered:
-                seen.add(f.path)
-            self.files.append(f)
-        self.excluded = sorted(excluded_set)
+        # Junk and unsafe names, and the second of two names that are one after NFC
+        # normalisation (PATH-005 names both): never stored.
+        files.exclude(excluded)
+        files.keep_first_of_equal_paths()
+        self.files = files
+        self.excluded = sorted(set(excluded))
 
         self.register = None
         if self.req.register is not None:
@@ -242,7 +233,7 @@ class _Ingest:
     def stream(self) -> None:
         total = sum(f.size for f in self.files)
         self.progress.start("hashing and storing", total)
-        supplied: dict[str, dict[str, str]] = self.transfer.supplied or {}
+        supplied: Mapping[str, dict[str, str]] = self.transfer.supplied
         store = None if self.req.dry_run else self.repo.primary
         if store is not None:
             checkpoint("ingest:before-stream")
@@ -269,7 +260,7 @@ class _Ingest:
                 source=src,
                 original_name=f.original_name if f.original_name != f.path else None,
                 record_row=self.row_of.get(f.path),
-                supplied_digests=supplied.get(f.path, {}),
+                supplied_digests=f.supplied,
             )
 
         from preservation.ingest.examine import Examiner
@@ -356,13 +347,12 @@ class _Ingest:
                     )
                 )
 
-    def _supplied_coverage(self, supplied: dict[str, dict[str, str]]) -> None:
-        if not supplied:
+    def _supplied_coverage(self, supplied: Mapping[str, dict[str, str]]) -> None:
+        count = len(supplied)
+        if not count:
             return
-        have = {f.path for f in self.files}
         failed = self.findings.count("FIX-001", "fail")
-        missing = sorted(have - set(supplied))
-        for path in missing:
+        for path in self.files.without_supplied():
             self.findings.append(
                 fnd.Finding("FIX-002", "warn", "no supplied checksum for this file", file=path)
             )
@@ -371,12 +361,12 @@ class _Ingest:
             "fixity check",
             outcome,
             "supplied fixity (bag manifests or checksum file) compared with computed digests",
-            f"{len(supplied) - failed} of {len(supplied)} supplied digests verified"
+            f"{count - failed} of {count} supplied digests verified"
             + (f"; {failed} mismatches" if failed else ""),
         )
         if not failed:
             self.findings.append(
-                fnd.Finding("FIX-001", "pass", f"{len(supplied)} supplied digests verified")
+                fnd.Finding("FIX-001", "pass", f"{count} supplied digests verified")
             )
 
     def _format_findings(self) -> None:
@@ -740,6 +730,8 @@ class _Ingest:
         finally:
             self.spool.close()
             self.index.close()
+            if self.transfer is not None:
+                self.transfer.cleanup()  # the file table and any unpacked archive
             shutil.rmtree(self.work, ignore_errors=True)
 
     def _keep_report(self, kind: str) -> Path:

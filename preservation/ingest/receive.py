@@ -51,11 +51,9 @@ import os
 import re
 import shutil
 import stat
-import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -65,6 +63,7 @@ from preservation.errors import TransferUnreadable
 from preservation.hashing import SUPPORTED, hash_file
 from preservation.ingest import pathcheck
 from preservation.ingest.archives import ArchiveKind, extract, show
+from preservation.ingest.filetable import FileTable, TransferFile
 from preservation.ingest.findings import CheckDef, Finding, define
 from preservation.paths import nfc, path_problem
 
@@ -110,105 +109,41 @@ _GNU_LINE = re.compile(r"^(?P<digest>[0-9A-Fa-f]+)[ \t]+\*?(?P<path>.+)$")
 _BSD_LINE = re.compile(r"^(?P<alg>[A-Za-z0-9-]+) ?\((?P<path>.+)\) ?= ?(?P<digest>[0-9A-Fa-f]+)$")
 
 
-class TransferFile:
-    """One payload file as discovered (nothing read yet).
-
-    A transfer may hold hundreds of thousands of files, so this is kept small: slots,
-    the folder the received name is relative to kept once (interned) for all files,
-    the modification time as a number; a Path and a datetime are made only when
-    asked for.
-    """
-
-    __slots__ = ("_mtime", "_root", "original_name", "path", "size")
-
-    path: str  # NFC, '/'-separated, relative to the payload root
-    original_name: str  # the relative path as received (differs from path when not NFC)
-    size: int
-
-    def __init__(
-        self,
-        path: str,
-        original_name: str,
-        size: int,
-        abspath: Path | str,
-        mtime: datetime | float | None = None,
-    ) -> None:
-        self.path = path
-        self.original_name = original_name
-        self.size = size
-        full = os.fspath(abspath)
-        tail = "/" + original_name
-        # the root, shared by every file of the transfer; or the whole path, when the
-        # received name is not its end (then _root ends with NUL, never in a name)
-        self._root = sys.intern(full[: -len(tail)]) if full.endswith(tail) else full + "\0"
-        self._mtime = mtime.timestamp() if isinstance(mtime, datetime) else mtime
-
-    @property
-    def abspath(self) -> Path:
-        return Path(self.source)
-
-    @property
-    def source(self) -> str:
-        """The absolute path as a string (no Path made)."""
-        root = self._root
-        return root[:-1] if root.endswith("\0") else f"{root}/{self.original_name}"
-
-    @property
-    def mtime(self) -> datetime | None:
-        return None if self._mtime is None else _mtime(self._mtime)
-
-    def _key(self) -> tuple[str, str, int, str, float | None]:
-        return (self.path, self.original_name, self.size, self.source, self._mtime)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, TransferFile) and self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return (
-            f"TransferFile(path={self.path!r}, original_name={self.original_name!r},"
-            f" size={self.size}, abspath={self.source!r})"
-        )
-
-
 @dataclass
 class Transfer:
     kind: TransferKind
     name: str
     source: Path
     payload_root: Path
-    files: list[TransferFile]
+    files: FileTable  # on disk (see preservation.ingest.filetable); holds supplied digests
     findings: list[Finding] = field(default_factory=list)
     work_dir: Path | None = None  # extraction folder: delete after ingest (cleanup())
     container: ArchiveKind | None = None  # archive format, when the transfer was unpacked
     bag_root: Path | None = None
     bag_info: dict[str, str | list[str]] = field(default_factory=dict)
-    supplied: dict[str, dict[str, str]] = field(default_factory=dict)  # path -> {alg: hex}
     supplied_from: list[str] = field(default_factory=list)  # checksum files / manifests read
     submission_tag_files: dict[str, Path] = field(default_factory=dict)  # keep in the AIP
     decoded_names: dict[str, str] = field(default_factory=dict)  # legacy-decoded zip names
 
     @property
     def bytes(self) -> int:
-        return sum(f.size for f in self.files)
+        return self.files.bytes
+
+    @property
+    def supplied(self) -> Mapping[str, dict[str, str]]:
+        """Supplied digests by payload path (read from :attr:`files`; nothing held)."""
+        return self.files.supplied
 
     def cleanup(self) -> None:
-        """Remove the extraction folder (a folder transfer has none and is never touched)."""
+        """Close and remove the file table, and remove the extraction folder (a folder
+        transfer has none and is never touched)."""
+        self.files.close()
         if self.work_dir is not None:
             shutil.rmtree(self.work_dir, ignore_errors=True)
             self.work_dir = None
 
 
 # --------------------------------------------------------------------------- discovery
-
-
-def _mtime(ts: float) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(ts, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 def _special_kind(mode: int) -> str:
@@ -221,9 +156,9 @@ def _special_kind(mode: int) -> str:
     return "a special file"
 
 
-def discover(root: Path) -> tuple[list[TransferFile], list[Finding]]:
-    """Every regular file under ``root`` (links not followed, contents not read)."""
-    files: list[TransferFile] = []
+def discover(root: Path, files: FileTable) -> list[Finding]:
+    """Add every regular file under ``root`` to ``files`` (links not followed, contents
+    not read); returns the findings."""
     findings: list[Finding] = []
     stack: list[tuple[str, str]] = [("", os.fspath(root.absolute()))]  # entry.path absolute
     while stack:
@@ -269,7 +204,7 @@ def discover(root: Path) -> tuple[list[TransferFile], list[Finding]]:
                     stack.append((rel, entry.path))
                 elif entry.is_file(follow_symlinks=False):
                     st = entry.stat(follow_symlinks=False)
-                    files.append(
+                    files.add(
                         TransferFile(
                             path=nfc(rel),
                             original_name=rel,
@@ -294,8 +229,8 @@ def discover(root: Path) -> tuple[list[TransferFile], list[Finding]]:
                         pathcheck.UNREADABLE.code, "fail", f"cannot read: {e.strerror}", file=shown
                     )
                 )
-    files.sort(key=lambda f: f.path)
-    return files, findings
+    files.seal()  # read back sorted by path
+    return findings
 
 
 # --------------------------------------------------------------------------- checksum files
@@ -394,13 +329,9 @@ def parse_checksum_file(path: Path, default_alg: str) -> tuple[list[ChecksumLine
     return lines, findings
 
 
-def _resolve(
-    lines: Iterable[ChecksumLine],
-    files: Mapping[str, TransferFile],
-    prefixes: set[str],
-    supplied: dict[str, dict[str, str]],
-) -> list[Finding]:
-    """Add payload digests to ``supplied``; findings for unknown, unsafe or conflicting lines."""
+def _resolve(lines: Iterable[ChecksumLine], files: FileTable, prefixes: set[str]) -> list[Finding]:
+    """Record payload digests in ``files``; findings for unknown, unsafe or conflicting
+    lines."""
     findings: list[Finding] = []
     for ln in lines:
         p = nfc(ln.path)
@@ -431,20 +362,18 @@ def _resolve(
                 )
             )
             continue
-        have = supplied.setdefault(p, {})
-        if ln.algorithm in have and have[ln.algorithm] != ln.digest:
+        other = files.add_supplied(p, ln.algorithm, ln.digest)
+        if other is not None:
             findings.append(
                 Finding(
                     CHECKSUM_FILE.code,
                     "fail",
                     f"{where} gives {ln.algorithm} {ln.digest} for {show(p)!r},"
-                    f" another line gives {have[ln.algorithm]}",
+                    f" another line gives {other}",
                     file=show(p),
                     details={"checksum_file": ln.file, "line": ln.line},
                 )
             )
-            continue
-        have[ln.algorithm] = ln.digest
     return findings
 
 
@@ -490,7 +419,6 @@ def _payload_key(path: str) -> str | None:
 
 @dataclass
 class _BagRead:
-    supplied: dict[str, dict[str, str]] = field(default_factory=dict)
     info: dict[str, str | list[str]] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
@@ -545,8 +473,9 @@ def _verify_tag_manifests(bag_root: Path) -> list[Finding]:
     return findings
 
 
-def _read_bag(bag_root: Path) -> _BagRead:
-    """Structure and completeness by the bag validator; supplied digests from its manifests.
+def _read_bag(bag_root: Path, files: FileTable) -> _BagRead:
+    """Structure and completeness by the bag validator; supplied digests from its
+    manifests, recorded in ``files``.
 
     Payload digests are not computed here (the pipeline compares them in its single
     hashing pass); tag-file digests are (:func:`_verify_tag_manifests`).
@@ -556,10 +485,12 @@ def _read_bag(bag_root: Path) -> _BagRead:
         info=dict(report.info),
         sources=[f"manifest-{a}.txt" for a in report.algorithms],
     )
-    for path, digests in report.entries.items():
-        key = _payload_key(path)
-        if key is not None:
-            out.supplied[key] = {a.lower(): d.lower() for a, d in digests.items()}
+    files.add_supplied_many(
+        (key, a.lower(), d.lower())
+        for path, digests in report.entries.items()
+        if (key := _payload_key(path)) is not None
+        for a, d in digests.items()
+    )
     for bf in report.findings:
         payload = _payload_key(bf.file) if bf.file else None
         details: dict[str, Any] = {"bag_code": bf.code}
@@ -620,6 +551,7 @@ def _assemble(
     root: Path,
     kind: TransferKind,
     container: ArchiveKind | None,
+    files: FileTable,
 ) -> Transfer:
     name = transfer_name(source)
     findings: list[Finding] = []
@@ -646,10 +578,9 @@ def _assemble(
         kind = "bag"
         payload_root = bag_root / "data"
 
-    files: list[TransferFile] = []
     if payload_root.is_dir():  # a bag without data/ is reported by the bag validator
-        files, found = discover(payload_root)
-        findings.extend(found)
+        findings.extend(discover(payload_root, files))
+    files.seal()
 
     transfer = Transfer(
         kind=kind,
@@ -664,8 +595,7 @@ def _assemble(
     if bag_root is None:
         inside = {p: alg for p in _top_files(payload_root) if (alg := _alg_of_inside_name(p.name))}
         if inside:
-            names = {p.name for p in inside}
-            transfer.files = [f for f in files if f.path not in names]
+            files.remove(p.name for p in inside)
             for p, alg in inside.items():
                 got, bad = parse_checksum_file(p, alg)
                 lines.extend(got)
@@ -673,8 +603,7 @@ def _assemble(
                 transfer.supplied_from.append(p.name)
                 transfer.submission_tag_files[p.name] = p
     else:
-        bag = _read_bag(bag_root)
-        transfer.supplied = bag.supplied
+        bag = _read_bag(bag_root, files)
         transfer.bag_info = bag.info
         transfer.supplied_from.extend(bag.sources)
         findings.extend(bag.findings)
@@ -696,9 +625,7 @@ def _assemble(
         findings.extend(_verify_archive(source, archive_lines))
 
     prefixes = {name, nfc(source.name), nfc(payload_root.name)}
-    findings.extend(
-        _resolve(lines, {f.path: f for f in transfer.files}, prefixes, transfer.supplied)
-    )
+    findings.extend(_resolve(lines, files, prefixes))
     transfer.findings = findings
     return transfer
 
@@ -712,17 +639,25 @@ def receive(source: Path, staging_dir: Path, settings: IngestSettings) -> Transf
     """
     if not source.exists():
         raise TransferUnreadable(path=source, reason="no such file or folder")
-    if source.is_dir():
-        return _assemble(source, source, "folder", None)
-    if not source.is_file():
+    if not source.is_dir() and not source.is_file():
         raise TransferUnreadable(path=source, reason="neither a folder nor a regular file")
     staging_dir.mkdir(parents=True, exist_ok=True)
+    fd, table_path = tempfile.mkstemp(prefix="files-", suffix=".sqlite", dir=staging_dir)
+    os.close(fd)
+    files = FileTable(Path(table_path))
+    if source.is_dir():
+        try:
+            return _assemble(source, source, "folder", None, files)
+        except BaseException:
+            files.close()
+            raise
     work = Path(tempfile.mkdtemp(prefix="receive-", dir=staging_dir))
     try:
         result = extract(source, work / "extracted", settings)
         kind: TransferKind = "zip" if result.kind == "zip" else "tar"
-        transfer = _assemble(source, result.root, kind, result.kind)
+        transfer = _assemble(source, result.root, kind, result.kind, files)
     except BaseException:
+        files.close()
         shutil.rmtree(work, ignore_errors=True)
         raise
     transfer.work_dir = work

@@ -32,7 +32,7 @@ class WorkIndex:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("PRAGMA cache_size=-8000")  # KiB: bounded page cache
+        self._db.execute("PRAGMA cache_size=-2000")  # KiB: bounded page cache
         self._db.execute("CREATE TABLE content (path TEXT, size INTEGER, sha256 TEXT)")
         self._db.execute(
             "CREATE TABLE staged (key TEXT PRIMARY KEY, expected INTEGER, found INTEGER)"

@@ -52,7 +52,7 @@ def test_folder_transfer_is_read_in_place_and_never_modified(
     assert (t.kind, t.name, t.container, t.work_dir) == ("folder", "T01", None, None)
     assert t.payload_root == folder
     assert [f.path for f in t.files] == FOLDER_PATHS
-    f = t.files[2]
+    f = list(t.files)[2]
     assert f.abspath == (folder / "sub" / "doc-003.txt").absolute()
     assert f.size == 64 and f.original_name == f.path and f.mtime is not None
     assert t.findings == [] and t.supplied == {}
