@@ -36,7 +36,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preservation.catalog import queries as q
 from preservation.catalog import replication_queries as rq
@@ -58,8 +58,11 @@ from preservation.jobs import process_alive, software_agent
 from preservation.model import Agent, Event, new_uuid, utcnow
 from preservation.paths import join_key
 from preservation.storage.base import Store
+from preservation.storage.registry import as_s3
 from preservation.storage.retry import retry
-from preservation.storage.s3 import S3Store, translate_error
+
+if TYPE_CHECKING:
+    from preservation.storage.s3 import S3Store
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +170,8 @@ class _Locked:
 def retention_until(store: S3Store, key: str, now: datetime | None = None) -> str | None:
     """When the retention of the current version of ``key`` ends (ISO), a legal-hold
     note, or None when it may be deleted now."""
+    from preservation.storage.s3 import translate_error
+
     full = join_key(store.prefix, key) if store.prefix else key
 
     def attempt() -> Any:
@@ -254,9 +259,10 @@ class _Deletion:
         for name, store in self.repo.stores().items():
             keys = [i.key for i in store.list(f"{aip_id}/") if not _kept(aip_id, i.key)]
             objects[name] = keys
-            if isinstance(store, S3Store):
+            s3 = as_s3(store)
+            if s3 is not None:
                 for key in keys:
-                    until = retention_until(store, key, now)
+                    until = retention_until(s3, key, now)
                     if until is not None:
                         locked.append(_Locked(name, key, until))
         return objects, locked

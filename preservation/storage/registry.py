@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from preservation.config import Config, LocalStoreSettings
 from preservation.storage.base import Store
 from preservation.storage.local import LocalStore
+
+if TYPE_CHECKING:
+    from preservation.storage.s3 import S3Store
 
 
 def open_store(config: Config, name: str) -> Store:
@@ -26,3 +31,14 @@ def open_store(config: Config, name: str) -> Store:
 def open_stores(config: Config) -> dict[str, Store]:
     """Every configured store, in configuration order."""
     return {name: open_store(config, name) for name in config.settings.stores}
+
+
+def as_s3(store: Store) -> S3Store | None:
+    """``store`` when it is an S3 store, else None, without loading boto3 (about 25 MB
+    of memory) in a process that opened no S3 store: until one is opened, the module
+    that defines S3 stores is not loaded, and no store can be one."""
+    module = sys.modules.get("preservation.storage.s3")
+    if module is None:
+        return None
+    s3_store: type[S3Store] = module.S3Store
+    return store if isinstance(store, s3_store) else None

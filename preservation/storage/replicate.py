@@ -66,7 +66,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from preservation.catalog import queries as q
 from preservation.catalog import replication_queries as rq
@@ -90,8 +90,11 @@ from preservation.paths import join_key
 from preservation.progress import Reporter, Silent
 from preservation.storage.base import Store
 from preservation.storage.local import TMP_NAME, LocalStore
+from preservation.storage.registry import as_s3
 from preservation.storage.retry import retry
-from preservation.storage.s3 import S3Store, translate_error
+
+if TYPE_CHECKING:
+    from preservation.storage.s3 import S3Store
 
 log = logging.getLogger(__name__)
 
@@ -550,7 +553,7 @@ class Replicator:
     def _commit(self, claim: rq.Claim, result: CopyResult) -> None:
         on_write = (
             "SHA-256 checked by the server (ChecksumSHA256)"
-            if isinstance(self.repo.store(claim.store), S3Store)
+            if as_s3(self.repo.store(claim.store)) is not None
             else "SHA-256 of the bytes written"
         )
         mode = "head" if self._settings(claim.store).cold else self.readback
@@ -670,8 +673,9 @@ def clear_leftovers(store: Store, keys: Sequence[str]) -> int:
     """Remove what an interrupted write of ``keys`` may have left on ``store`` (never a
     finished object): unfinished multipart uploads on S3, temporary files on local
     stores. Returns how many were removed."""
-    if isinstance(store, S3Store):
-        return _abort_uploads(store, keys)
+    s3 = as_s3(store)
+    if s3 is not None:
+        return _abort_uploads(s3, keys)
     if isinstance(store, LocalStore):
         return _remove_temporary_files(store, keys)
     return 0
@@ -681,10 +685,11 @@ def clear_leftovers_under(store: Store, prefix: str) -> int:
     """Abort every unfinished multipart upload under ``prefix`` (a folder of keys, e.g.
     an interrupted ingest's staging prefix) on an S3 store; other stores leave no
     unfinished writes behind a name. Returns how many were aborted."""
-    if not isinstance(store, S3Store):
+    s3 = as_s3(store)
+    if s3 is None:
         return 0
     folder = prefix.rstrip("/") + "/"
-    return _abort_matching(store, _full_key(store, folder), lambda key: True)
+    return _abort_matching(s3, _full_key(s3, folder), lambda key: True)
 
 
 def _full_key(store: S3Store, key: str) -> str:
@@ -708,6 +713,8 @@ def _abort_uploads(store: S3Store, keys: Sequence[str]) -> int:
 
 
 def _abort_matching(store: S3Store, common: str, wanted: Callable[[str], bool]) -> int:
+    from preservation.storage.s3 import translate_error
+
     found: list[tuple[str, str]] = []
     args: dict[str, Any] = {"Bucket": store.bucket, "Prefix": common}
 
