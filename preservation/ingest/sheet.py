@@ -38,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from preservation.config import IngestSettings
@@ -979,6 +979,9 @@ def _sheet_path(value: str) -> str:
 
 
 def _same_file(f: Any, others: Sequence[Path]) -> bool:
+    name = PurePosixPath(str(getattr(f, "original_name", None) or f.path)).name
+    if not any(name == o.name for o in others):
+        return False  # only a file of the same name can be one of them: no resolving
     src = getattr(f, "abspath", None) or getattr(f, "source", None)
     if not isinstance(src, Path):
         return False
@@ -1155,8 +1158,8 @@ def check_sheet(
     metadata = [sheet.path.resolve()]
     if register is not None:
         metadata.append(register.path.resolve())
-    payload = [f for f in files if not _same_file(f, metadata)]
-    _link(ctx, records, sorted(str(f.path) for f in payload), volumes)
+    paths = sorted(str(f.path) for f in files if not _same_file(f, metadata))
+    _link(ctx, records, paths, volumes)
     if register is not None:
         ctx.findings.extend(check_register(register, files, records))
     return ctx.findings, records
