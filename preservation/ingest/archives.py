@@ -60,6 +60,7 @@ import lzma
 import os
 import re
 import shutil
+import sqlite3
 import stat
 import struct
 import tarfile
@@ -427,31 +428,63 @@ def _member_target(name: str) -> tuple[str | None, tuple[CheckDef, str] | None]:
 
 
 class _Tree:
-    """Paths seen so far: detects members given twice or as both file and folder."""
+    """Paths seen so far: detects members given twice or as both file and folder.
+
+    Kept in a private temporary SQLite database (on disk, removed when closed), so that
+    memory does not grow with the number of members. Members mostly come folder by
+    folder: the folders above a member are looked up only when they change.
+    """
+
+    _FILE, _DIR = 0, 1
 
     def __init__(self) -> None:
-        self.files: set[str] = set()
-        self.dirs: set[str] = set()
+        self._db = sqlite3.connect("", isolation_level=None)
+        self._db.execute("PRAGMA cache_size=-2000")
+        self._db.execute(
+            "CREATE TABLE seen (path BLOB PRIMARY KEY, kind INTEGER NOT NULL) WITHOUT ROWID"
+        )
+        self._db.execute("BEGIN")
+        self._parents: list[str] = []  # the folders above the last member added
+        self._pending = 0
+
+    def _kind(self, path: str) -> int | None:
+        row = self._db.execute("SELECT kind FROM seen WHERE path = ?", (_key(path),)).fetchone()
+        return None if row is None else int(row[0])
 
     def add(self, rel: str, is_dir: bool) -> str | None:
         parts = rel.split("/")
         parents = ["/".join(parts[:i]) for i in range(1, len(parts))]
-        for p in parents:
-            if p in self.files:
-                return f"{p!r} is both a file and a folder"
+        if parents != self._parents:
+            for p in parents:
+                if self._kind(p) == self._FILE:
+                    return f"{p!r} is both a file and a folder"
+        kind = self._kind(rel)
         if is_dir:
-            if rel in self.files:
+            if kind == self._FILE:
                 return f"{rel!r} is both a file and a folder"
         else:
-            if rel in self.files:
+            if kind == self._FILE:
                 return "is given twice (the second copy would overwrite the first)"
-            if rel in self.dirs:
+            if kind == self._DIR:
                 return f"{rel!r} is both a file and a folder"
-            self.files.add(rel)
-        self.dirs.update(parents)
-        if is_dir:
-            self.dirs.add(rel)
+        rows = [(_key(rel), self._DIR if is_dir else self._FILE)]
+        if parents != self._parents:
+            rows += [(_key(p), self._DIR) for p in parents]
+            self._parents = parents
+        self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", rows)
+        self._pending += 1
+        if self._pending >= 5_000:
+            self._db.execute("COMMIT")
+            self._db.execute("BEGIN")
+            self._pending = 0
         return None
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _key(path: str) -> bytes:
+    return path.encode("utf-8", "surrogateescape")
 
 
 def _plausible_chinese(text: str) -> bool:
@@ -677,6 +710,7 @@ def _extract_zip(archive: Path, root: Path, limits: IngestSettings, result: Extr
                     )
                 )
             plan.append((info, name, rel, is_dir))
+        tree.close()
         size = archive.stat().st_size
         if budget.over_ratio(total, size):
             problems.add(
@@ -758,6 +792,9 @@ def _extract_tar(
                 errors="surrogateescape",
             ) as tf:
                 for member in tf:
+                    # tarfile keeps every member it has read; only the current one is
+                    # needed (a list of 200,000 TarInfo objects is some 200 MB)
+                    del tf.members[:-1]  # type: ignore[attr-defined]
                     current = member.name
                     guard.member = member.name
                     count += 1
@@ -820,6 +857,8 @@ def _extract_tar(
         except _READ_ERRORS as e:
             where = "" if current is None else f" after member {show(current)!r}"
             problems.add(CORRUPT, None, f"cannot be read{where} ({e})")
+        finally:
+            tree.close()
     if problems.failed:
         raise problems.refusal()
 
