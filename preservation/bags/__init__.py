@@ -1,7 +1,9 @@
 """BagIt bags: read, validate and write (BagIt 1.0, RFC 8493; reading back to 0.93).
 
 - :func:`validate_bag` collects every finding (codes in :data:`CODES`) into a
-  :class:`BagReport`; it never stops at the first problem.
+  :class:`BagReport`; it never stops at the first problem. Its memory does not grow
+  with the number of files (a scratch database); the manifests' payload entries are
+  streamed to an ``on_entries`` callback.
 - :class:`BagWriter` writes a bag's tag files incrementally for a local folder or a
   store; :func:`make_bag_in_place` bags a folder.
 - :func:`validate_profile` checks a bag against ``schemas/bagit-profile.json``.

@@ -22,6 +22,15 @@ Checks run cheapest first and never stop at the first problem:
    that were parsed (bagit.txt, bag-info.txt, manifests, fetch.txt) were digested
    during that read and are not read again.
 
+Memory does not grow with the number of files: what is known per file (the payload
+paths listed and their digests, the files found under ``data/``, which file each
+listed path names, the digests computed) is kept in a private scratch SQLite database
+in a temporary file, removed when validation ends, and compared there by queries
+(listed against found, look-alike names, unlisted files). Only tag files and
+``fetch.txt`` entries are held in memory, and the findings. The payload entries are
+handed to the caller through ``validate_bag(..., on_entries=...)``, not kept in the
+report.
+
 Files are only ever opened when they were found by walking the bag (symbolic links
 are reported, never followed), so a manifest path can never make the validator read
 outside the bag.
@@ -40,8 +49,11 @@ The codes and their descriptions are in :data:`CODES` (defined in
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
+import sqlite3
+import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
@@ -56,7 +68,7 @@ from preservation.bags.manifest import (
     PAYLOAD_DIR,
     TAGMANIFEST_RE,
     FetchEntry,
-    ManifestKind,
+    ManifestEntry,
     read_fetch,
     read_manifest,
 )
@@ -73,7 +85,7 @@ from preservation.bags.tagfiles import (
 from preservation.errors import BagInvalid
 from preservation.hashing import BLOCK_SIZE, SUPPORTED, hash_file
 
-__all__ = ["CODES", "JUNK_NAMES", "BagFinding", "BagReport", "validate_bag"]
+__all__ = ["CODES", "JUNK_NAMES", "BagFinding", "BagReport", "EntriesConsumer", "validate_bag"]
 
 WEAK_ALGORITHMS = frozenset({"md5", "sha1"})
 # Files that operating systems drop into folders; they are payload if listed, but
@@ -93,6 +105,8 @@ JUNK_NAMES = frozenset(
     }
 )
 Level = Literal["none", "structure", "fast", "completeness", "full"]
+# Receives the payload manifest entries: (path as listed, {algorithm: digest}).
+EntriesConsumer = Callable[[Iterator[tuple[str, dict[str, str]]]], object]
 
 
 def is_junk(path: str) -> bool:
@@ -103,9 +117,10 @@ def is_junk(path: str) -> bool:
 class BagReport:
     """Everything validation found out about one bag.
 
-    ``entries`` maps payload paths as listed (relative to the bag root, so starting
-    with ``data/``) to ``{algorithm: digest}``. ``checked`` tells how far validation
-    went: 'fast' (up to Payload-Oxum), 'completeness', or 'full' (digests too).
+    ``checked`` tells how far validation went: 'fast' (up to Payload-Oxum),
+    'completeness', or 'full' (digests too). The payload entries of the manifests are
+    not kept here (a bag may list hundreds of thousands): ask ``validate_bag`` for them
+    with ``on_entries``.
     """
 
     path: Path
@@ -118,7 +133,6 @@ class BagReport:
     payload_files: int = 0  # regular files found under data/
     payload_bytes: int = 0
     info: dict[str, str | list[str]] = field(default_factory=dict)
-    entries: dict[str, dict[str, str]] = field(default_factory=dict)
     fetch: list[FetchEntry] = field(default_factory=list)
     unfetched: list[str] = field(default_factory=list)  # in fetch.txt, absent, not verified
     checked: Level = "none"
@@ -170,13 +184,21 @@ def validate_bag(
     completeness_only: bool = False,
     processes: int = 1,
     executor: Executor | None = None,
+    on_entries: EntriesConsumer | None = None,
 ) -> BagReport:
     """Validate the bag at ``path``; never raises for a bad bag, see ``report.valid``.
 
     ``processes > 1`` digests in a process pool of that size; ``executor`` (a thread
     pool, a ``distributed`` client's executor, ...) is used instead when given.
+
+    ``on_entries``, when given, is called once, after the checks, with an iterator of
+    the payload manifest entries: ``(path as listed, {algorithm: digest})``, paths
+    relative to the bag root (so starting with ``data/``) in the order first listed.
+    The iterator reads the validator's scratch database, so it is only valid during
+    the call; it is empty when the bag was not a folder.
     """
-    return _Validation(Path(path), fast, completeness_only, processes, executor).run()
+    validation = _Validation(Path(path), fast, completeness_only, processes, executor)
+    return validation.run(on_entries)
 
 
 # --------------------------------------------------------------------------- internals
@@ -187,6 +209,8 @@ HashJob = tuple[str, str, tuple[str, ...], int]  # (bag path, absolute path, alg
 HashResult = tuple[str, dict[str, str] | None, str | None]
 BATCH_FILES = 256
 BATCH_BYTES = 64 * 1024 * 1024
+WRITE_BATCH = 1000  # rows buffered before an insert into the scratch database
+PAGE = 1000  # rows read at a time where the loop writes too
 
 
 def _hash_job(job: HashJob) -> HashResult:
@@ -246,6 +270,74 @@ def _fold(text: str) -> str:
     return _nfc(text).casefold()
 
 
+def _b(text: str) -> bytes:
+    """A path as stored in the scratch database: UTF-8, undecodable bytes of a name on
+    disk (surrogate escapes) given back as they were; byte order is code-point order."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _s(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _nfc_key(raw: bytes) -> bytes:
+    return raw if raw.isascii() else _b(_nfc(_s(raw)))
+
+
+def _fold_key(raw: bytes) -> bytes:
+    return raw.lower() if raw.isascii() else _b(_fold(_s(raw)))
+
+
+# Rows that may name junk: some segment contains a junk name or starts with '._' (every
+# payload path starts with 'data/'); is_junk decides.
+_JUNK_HINTS = (*(_b(n) for n in sorted(JUNK_NAMES)), b"/._")
+_MAYBE_JUNK = " OR ".join(["instr(path, ?) > 0"] * len(_JUNK_HINTS))
+
+_SCHEMA = (
+    # payload paths as listed, in the order first listed; disk: the file they resolve to
+    "CREATE TABLE listed (seq INTEGER PRIMARY KEY, path BLOB NOT NULL UNIQUE, literal BLOB,"
+    " disk BLOB)",
+    "CREATE TABLE digests (path BLOB NOT NULL, alg TEXT NOT NULL, digest TEXT NOT NULL,"
+    " PRIMARY KEY (path, alg)) WITHOUT ROWID",
+    # regular files under data/, in the order the walk found them
+    "CREATE TABLE disk (seq INTEGER PRIMARY KEY, path BLOB NOT NULL, size INTEGER NOT NULL)",
+    "CREATE TABLE alias (path BLOB PRIMARY KEY, disk BLOB NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE computed (path BLOB NOT NULL, alg TEXT NOT NULL, digest TEXT NOT NULL,"
+    " PRIMARY KEY (path, alg)) WITHOUT ROWID",
+)
+
+
+class _Scratch:
+    """The per-file state of one validation: a private SQLite database in a temporary
+    file (no journal, no fsync, a small page cache; sorts spill to temporary files),
+    removed by :meth:`close`. Names are BLOBs (see :func:`_b`)."""
+
+    def __init__(self) -> None:
+        fd, name = tempfile.mkstemp(prefix="bag-validate-", suffix=".sqlite")
+        os.close(fd)
+        self.path = Path(name)
+        try:
+            self.db = sqlite3.connect(name, isolation_level=None)
+        except sqlite3.Error:
+            self.path.unlink(missing_ok=True)
+            raise
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-2000",
+                       "temp_store=FILE"):  # fmt: skip
+            self.db.execute(f"PRAGMA {pragma}")
+        self.db.create_function("nfc", 1, _nfc_key, deterministic=True)
+        self.db.create_function("fold", 1, _fold_key, deterministic=True)
+        for stmt in _SCHEMA:
+            self.db.execute(stmt)
+
+    def one(self, sql: str, *args: Any) -> Any:
+        row = self.db.execute(sql, args).fetchone()
+        return None if row is None else row[0]
+
+    def close(self) -> None:
+        self.db.close()
+        self.path.unlink(missing_ok=True)
+
+
 class _Validation:
     def __init__(
         self,
@@ -271,10 +363,14 @@ class _Validation:
         self.tag_entries: dict[str, dict[str, str]] = {}  # tag path -> {alg: digest}
         self.parsed_digests: dict[str, dict[str, str]] = {}  # tag file -> digests while parsing
         self.fetch: dict[str, FetchEntry] = {}
-        self.payload_disk: dict[str, int] = {}  # data/... -> size
         self.tag_disk: set[str] = set()
-        self.resolved: dict[str, str] = {}  # listed payload path -> path on disk
-        self.literal: dict[str, str] = {}  # decoded path -> path as written, if different
+        self._scratch: _Scratch | None = None
+
+    @property
+    def sql(self) -> _Scratch:
+        if self._scratch is None:
+            raise RuntimeError("no scratch database outside run()")
+        return self._scratch
 
     # ----------------------------------------------------------------- driver
 
@@ -293,10 +389,23 @@ class _Validation:
             return ()
         return tuple(a for a in self.tagmanifest_files if a in SUPPORTED)
 
-    def run(self) -> BagReport:
+    def run(self, on_entries: EntriesConsumer | None) -> BagReport:
         if not self.root.is_dir():
             self.out.append(error("BAG109", f"{self.root} is not a directory"))
+            if on_entries is not None:
+                on_entries(iter(()))
             return self.report
+        self._scratch = _Scratch()
+        try:
+            self._checks()
+            if on_entries is not None:
+                on_entries(self._entries())
+        finally:
+            self._scratch.close()
+            self._scratch = None
+        return self.report
+
+    def _checks(self) -> None:
         self.report.checked = "structure"
         self._list_root()
         self._bagit_txt()
@@ -309,14 +418,30 @@ class _Validation:
         self.report.checked = "fast"
         self._payload_oxum()
         if self.fast:
-            return self.report
+            return
         self._completeness()
         self.report.checked = "completeness"
         if self.completeness_only:
-            return self.report
+            return
         self._digests()
         self.report.checked = "full"
-        return self.report
+
+    def _entries(self) -> Iterator[tuple[str, dict[str, str]]]:
+        """The payload entries as listed, in the order first listed, from the database."""
+        rows = self.sql.db.execute(
+            "SELECT l.path, g.alg, g.digest FROM listed l JOIN digests g ON g.path = l.path"
+            " ORDER BY l.seq"
+        )
+        path: bytes | None = None
+        digests: dict[str, str] = {}
+        for raw, alg, digest in rows:
+            if raw != path:
+                if path is not None:
+                    yield _s(path), digests
+                path, digests = raw, {}
+            digests[alg] = digest
+        if path is not None:
+            yield _s(path), digests
 
     # ----------------------------------------------------------------- 1 structure
 
@@ -378,36 +503,85 @@ class _Validation:
 
     # ----------------------------------------------------------------- 3 manifests
 
-    def _read_listing(
-        self, name: str, alg: str, kind: ManifestKind, entries: dict[str, dict[str, str]]
-    ) -> None:
-        text = TagText(
-            self.root / name, self.codec, self.parse_algorithms if kind == "payload" else ()
-        )
+    def _duplicate(self, entry: ManifestEntry, old: str, name: str) -> BagFinding:
+        if old == entry.digest:
+            msg = f"{entry.path} is listed more than once (same digest)"
+            return by_version(self.strict, "BAG307", msg, name, entry.line)
+        msg = f"{entry.path} is listed more than once with different digests"
+        return error("BAG306", msg, name, entry.line)
+
+    def _read_tag_listing(self, name: str, alg: str) -> None:
+        text = TagText(self.root / name, self.codec, ())
         decode = self.decl.strict
-        for e in read_manifest(text, alg, self.out, kind=kind, file=name, decode_percent=decode):
-            if e.literal is not None and kind == "payload":
-                self.literal[e.path] = e.literal
-            digests = entries.setdefault(e.path, {})
+        for e in read_manifest(text, alg, self.out, kind="tag", file=name, decode_percent=decode):
+            digests = self.tag_entries.setdefault(e.path, {})
             old = digests.get(alg)
             if old is None:
                 digests[alg] = e.digest
-            elif old == e.digest:
-                msg = f"{e.path} is listed more than once (same digest)"
-                self.out.append(by_version(self.strict, "BAG307", msg, name, e.line))
             else:
-                msg = f"{e.path} is listed more than once with different digests"
-                self.out.append(error("BAG306", msg, name, e.line))
-        if kind == "payload":
-            self.parsed_digests[name] = text.digests()
+                self.out.append(self._duplicate(e, old, name))
+
+    def _read_payload_listing(self, name: str, alg: str) -> None:
+        """One payload manifest into the tables ``listed`` and ``digests``, in batches.
+
+        A path listed twice is reported where it was read: each entry keeps the number
+        of findings before it, and the batch's duplicate findings are put there.
+        """
+        text = TagText(self.root / name, self.codec, self.parse_algorithms)
+        decode = self.decl.strict
+        batch: list[tuple[int, ManifestEntry]] = []
+        for e in read_manifest(
+            text, alg, self.out, kind="payload", file=name, decode_percent=decode
+        ):
+            batch.append((len(self.out), e))
+            if len(batch) >= WRITE_BATCH:
+                self._add_listing(batch, alg, name)
+                batch.clear()
+        self._add_listing(batch, alg, name)
+        self.parsed_digests[name] = text.digests()
+
+    def _add_listing(self, batch: list[tuple[int, ManifestEntry]], alg: str, name: str) -> None:
+        if not batch:
+            return
+        db = self.sql.db
+        keys = [_b(e.path) for _, e in batch]
+        marks = ", ".join("?" * len(keys))
+        seen: dict[bytes, str] = dict(
+            db.execute(
+                f"SELECT path, digest FROM digests WHERE alg = ? AND path IN ({marks})",
+                (alg, *keys),
+            )
+        )
+        duplicates: list[tuple[int, BagFinding]] = []
+        for key, (pos, e) in zip(keys, batch, strict=True):
+            old = seen.get(key)
+            if old is None:
+                seen[key] = e.digest
+            else:
+                duplicates.append((pos, self._duplicate(e, old, name)))
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT INTO digests VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            ((key, alg, e.digest) for key, (_, e) in zip(keys, batch, strict=True)),
+        )
+        db.executemany(
+            "INSERT INTO listed (path, literal) VALUES (?, ?) ON CONFLICT (path)"
+            " DO UPDATE SET literal = excluded.literal WHERE excluded.literal IS NOT NULL",
+            (
+                (key, None if e.literal is None else _b(e.literal))
+                for key, (_, e) in zip(keys, batch, strict=True)
+            ),
+        )
+        db.execute("COMMIT")
+        for pos, finding in reversed(duplicates):
+            self.out.insert(pos, finding)
 
     def _payload_manifests(self) -> None:
-        entries = self.report.entries
         for alg, name in self.manifest_files.items():
             if alg not in SUPPORTED:
                 msg = f"algorithm {alg} is not supported; {name} is not verified"
                 self.out.append(warning("BAG313", msg, name))
-            self._read_listing(name, alg, "payload", entries)
+            self._read_payload_listing(name, alg)
         supported = [a for a in self.manifest_files if a in SUPPORTED]
         if not supported:
             what = "no payload manifest" if not self.manifest_files else "no supported algorithm"
@@ -421,24 +595,27 @@ class _Validation:
             if alg not in SUPPORTED:
                 msg = f"algorithm {alg} is not supported; {name} is not verified"
                 self.out.append(warning("BAG313", msg, name))
-            self._read_listing(name, alg, "tag", self.tag_entries)
+            self._read_tag_listing(name, alg)
         for path in self.tag_entries:
             if TAGMANIFEST_RE.fullmatch(path):
                 msg = f"a tag manifest lists the tag manifest {path}"
                 self.out.append(by_version(self.strict, "BAG315", msg, path))
 
+    def _listed_algorithms(self, path: str) -> set[str]:
+        rows = self.sql.db.execute("SELECT alg FROM digests WHERE path = ?", (_b(path),))
+        return {alg for (alg,) in rows}
+
     def _fetch_txt(self) -> None:
         if not self._is_file(FETCH_TXT):
             return
         text = TagText(self.root / FETCH_TXT, self.codec, self.parse_algorithms)
-        entries = self.report.entries
         for e in read_fetch(text, self.out, decode_percent=self.decl.strict):
             if e.path in self.fetch:
                 self.out.append(error("BAG607", f"{e.path} is listed twice", FETCH_TXT, e.line))
                 continue
             self.fetch[e.path] = e
             self.report.fetch.append(e)
-            listed = entries.get(e.path, {})
+            listed = self._listed_algorithms(e.path)
             missing = [self.manifest_files[a] for a in self.manifest_files if a not in listed]
             if missing:
                 msg = f"{e.path} is not listed in {', '.join(missing)}"
@@ -446,49 +623,116 @@ class _Validation:
         self.parsed_digests[FETCH_TXT] = text.digests()
 
     def _look_alikes(self) -> None:
-        """Listed payload paths that differ only in normalisation or in case."""
-        by_nfc: dict[str, list[str]] = {}
-        for p in self.report.entries:
-            by_nfc.setdefault(_nfc(p), []).append(p)
-        by_fold: dict[str, list[str]] = {}
-        for key, paths in by_nfc.items():
-            if len(paths) > 1:
-                shown = ", ".join(ascii(p) for p in paths)
-                msg = f"listed under several Unicode normalisations: {shown}"
-                self.out.append(warning("BAG311", msg, paths[0]))
-            by_fold.setdefault(key.casefold(), []).append(paths[0])
-        for paths in by_fold.values():
-            if len(paths) > 1:
-                shown = ", ".join(repr(p) for p in paths)
-                msg = f"names differ only in case (one file on case-insensitive systems): {shown}"
-                self.out.append(warning("BAG310", msg, paths[0]))
+        """Listed payload paths that differ only in normalisation or in case.
+
+        Groups of listed paths with one NFC form, in the order their first path was
+        listed (BAG311); then the first path of each such group grouped by case-folded
+        form (BAG310). Indexes on both forms make the grouping a walk in key order.
+        """
+        db = self.sql.db
+        db.execute("CREATE INDEX listed_nfc ON listed (nfc(path))")
+        db.execute("CREATE INDEX listed_fold ON listed (fold(path))")
+        groups = db.execute(
+            "SELECT nfc(path) AS k, min(seq) AS first FROM listed GROUP BY k"
+            " HAVING count(*) > 1 ORDER BY first"
+        ).fetchall()  # only the look-alike groups: as many as warnings
+        for key, _ in groups:
+            paths = [
+                _s(p)
+                for (p,) in db.execute(
+                    "SELECT path FROM listed WHERE nfc(path) = ? ORDER BY seq", (key,)
+                )
+            ]
+            shown = ", ".join(ascii(p) for p in paths)
+            msg = f"listed under several Unicode normalisations: {shown}"
+            self.out.append(warning("BAG311", msg, paths[0]))
+        firsts = "SELECT min(seq) FROM listed WHERE fold(path) = ? GROUP BY nfc(path)"
+        folds = db.execute(
+            "SELECT fold(path) AS f, min(seq) AS first FROM listed GROUP BY f"
+            " HAVING count(DISTINCT nfc(path)) > 1 ORDER BY first"
+        ).fetchall()
+        for key, _ in folds:
+            query = f"SELECT path FROM listed WHERE seq IN ({firsts}) ORDER BY seq"
+            paths = [_s(p) for (p,) in db.execute(query, (key,))]
+            shown = ", ".join(repr(p) for p in paths)
+            msg = f"names differ only in case (one file on case-insensitive systems): {shown}"
+            self.out.append(warning("BAG310", msg, paths[0]))
 
     # ----------------------------------------------------------------- walk the bag
 
     def _walk(self) -> None:
+        """Every entry of the bag, depth first, a folder's names in sorted order.
+
+        Payload files go to the table ``disk`` in that order without a folder's names
+        being held: each folder is read unsorted into ``walk`` (folder number, name),
+        and one sorted copy numbers them. Folders still to visit are held (their names
+        only), and the odd entries of one folder (links, devices) to report in order.
+        """
+        db = self.sql.db
+        db.execute("CREATE TABLE walk (dir INTEGER NOT NULL, name BLOB NOT NULL,"
+                   " path BLOB NOT NULL, size INTEGER NOT NULL)")  # fmt: skip
+        batch: list[tuple[int, bytes, bytes, int]] = []
+        count = octets = 0
+
+        def flush() -> None:
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO walk VALUES (?, ?, ?, ?)", batch)
+            db.execute("COMMIT")
+            batch.clear()
+
         stack = [""]
+        folder = 0
         while stack:
             rel_dir = stack.pop()
+            folder += 1
+            prefix = f"{rel_dir}/" if rel_dir else ""
+            in_payload = prefix.startswith(PAYLOAD_DIR + "/")
+            subdirs: list[str] = []
+            odd: list[tuple[str, BagFinding]] = []
             try:
                 with os.scandir(self.root / rel_dir if rel_dir else self.root) as it:
-                    items = sorted(it, key=lambda d: d.name)
+                    for entry in it:
+                        rel = prefix + entry.name
+                        if entry.is_symlink():
+                            odd.append(
+                                (entry.name, error("BAG506", "symbolic link (not followed)", rel))
+                            )
+                        elif entry.is_dir(follow_symlinks=False):
+                            subdirs.append(entry.name)
+                        elif not entry.is_file(follow_symlinks=False):
+                            odd.append((entry.name, error("BAG506", "not a regular file", rel)))
+                        elif in_payload:
+                            try:
+                                size = entry.stat(follow_symlinks=False).st_size
+                            except OSError as e:  # gone since listed
+                                problem = f"cannot read: {e.strerror}"
+                                odd.append((entry.name, error("BAG703", problem, rel)))
+                                continue
+                            batch.append((folder, _b(entry.name), _b(rel), size))
+                            count += 1
+                            octets += size
+                            if len(batch) >= WRITE_BATCH:
+                                flush()
+                        else:
+                            self.tag_disk.add(rel)
             except OSError as e:
                 self.out.append(error("BAG703", f"cannot list: {e.strerror}", rel_dir or "."))
                 continue
-            for entry in items:
-                rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
-                if entry.is_symlink():
-                    self.out.append(error("BAG506", "symbolic link (not followed)", rel))
-                elif entry.is_dir(follow_symlinks=False):
-                    stack.append(rel)
-                elif not entry.is_file(follow_symlinks=False):
-                    self.out.append(error("BAG506", "not a regular file", rel))
-                elif rel.startswith(PAYLOAD_DIR + "/"):
-                    self.payload_disk[rel] = entry.stat(follow_symlinks=False).st_size
-                else:
-                    self.tag_disk.add(rel)
-        self.report.payload_files = len(self.payload_disk)
-        self.report.payload_bytes = sum(self.payload_disk.values())
+            odd.sort(key=lambda o: o[0])
+            self.out.extend(f for _, f in odd)
+            stack.extend(prefix + name for name in sorted(subdirs))
+        flush()
+        db.execute("BEGIN")
+        db.execute("INSERT INTO disk (path, size) SELECT path, size FROM walk ORDER BY dir, name")
+        db.execute("DROP TABLE walk")
+        db.execute("COMMIT")
+        db.execute("CREATE UNIQUE INDEX disk_path ON disk (path)")
+        self.report.payload_files = count
+        self.report.payload_bytes = octets
+
+    def _disk_size(self, path: str) -> int | None:
+        size: int | None = self.sql.one("SELECT size FROM disk WHERE path = ?", _b(path))
+        return size
 
     # ----------------------------------------------------------------- 4 Payload-Oxum
 
@@ -499,8 +743,8 @@ class _Validation:
                 self.out.append(warning("BAG403", "no Payload-Oxum in bag-info.txt"))
             return
         octets, count = declared
-        absent = [e for p, e in self.fetch.items() if p not in self.payload_disk]
-        found = len(self.payload_disk) + len(absent)
+        absent = [e for p, e in self.fetch.items() if self._disk_size(p) is None]
+        found = self.report.payload_files + len(absent)
         plus = f" (with {len(absent)} absent files of fetch.txt)" if absent else ""
         name = BAG_INFO_TXT if BAG_INFO_TXT in self.root_names else LEGACY_BAG_INFO_TXT
         if found != count:
@@ -524,73 +768,109 @@ class _Validation:
         self._tag_completeness()
 
     def _resolve_listed(self) -> None:
-        entries = self.report.entries
-        disk_nfc: dict[str, list[str]] | None = None
-        disk_fold: dict[str, list[str]] = {}
-        for p in entries:
-            if p in self.payload_disk:
-                self.resolved[p] = p
-                continue
-            if p in self.fetch:
-                self.report.unfetched.append(p)
-                url = self.fetch[p].url
-                msg = f"not present; fetch.txt fetches it from {url} (not verified)"
-                self.out.append(warning("BAG605", msg, p))
-                continue
-            literal = self.literal.get(p)
-            if literal is not None and literal in self.payload_disk:
-                self.resolved[p] = literal
-                msg = (
-                    f"percent-decoded as {p!r}, which is missing; the file named as written,"
-                    f" {literal!r}, exists (the bag's writer did not encode '%')"
-                )
-                self.out.append(warning("BAG507", msg, p))
-                continue
-            if disk_nfc is None:  # built on the first miss only
-                disk_nfc, disk_fold = {}, {}
-                for d in self.payload_disk:
-                    disk_nfc.setdefault(_nfc(d), []).append(d)
-                    disk_fold.setdefault(_fold(d), []).append(d)
-            same_nfc = [d for d in disk_nfc.get(_nfc(p), []) if d != p]
-            same_case = [d for d in disk_fold.get(_fold(p), []) if d != p and d in entries]
-            if same_nfc:
-                self.resolved[p] = same_nfc[0]
-                msg = f"listed as {p!a}; on disk as {same_nfc[0]!a} (other Unicode normalisation)"
-                self.out.append(warning("BAG507", msg, p))
-            elif same_case:
-                self.resolved[p] = same_case[0]
-                msg = (
-                    f"listed as {p!r} and as {same_case[0]!r}; only the latter exists"
-                    " (names differ in case)"
-                )
-                self.out.append(warning("BAG507", msg, p))
-            else:
-                self.out.append(error("BAG501", "listed in the manifest but missing", p))
+        """Set ``listed.disk``: the file each listed path names (itself, mostly)."""
+        db = self.sql.db
+        db.execute("UPDATE listed SET disk = path WHERE path IN (SELECT path FROM disk)")
+        misses = db.execute(
+            "SELECT path, literal FROM listed WHERE disk IS NULL ORDER BY seq"
+        ).fetchmany
+        indexed = False
+        while rows := misses(PAGE):
+            if not indexed:  # built on the first miss only
+                db.execute("CREATE INDEX disk_nfc ON disk (nfc(path), seq)")
+                db.execute("CREATE INDEX disk_fold ON disk (fold(path), seq)")
+                indexed = True
+            db.execute("BEGIN")
+            for raw, literal in rows:
+                disk = self._resolve_miss(_s(raw), raw, literal)
+                if disk is not None:
+                    db.execute("INSERT OR REPLACE INTO alias VALUES (?, ?)", (raw, disk))
+            db.execute("COMMIT")
+        if indexed:
+            db.execute(
+                "UPDATE listed SET disk = (SELECT a.disk FROM alias a WHERE a.path = listed.path)"
+                " WHERE disk IS NULL"
+            )
+        db.execute("CREATE INDEX listed_disk ON listed (disk)")
+
+    def _resolve_miss(self, p: str, raw: bytes, literal: bytes | None) -> bytes | None:
+        """The file on disk a listed path that names no file stands for, if any."""
+        if p in self.fetch:
+            self.report.unfetched.append(p)
+            url = self.fetch[p].url
+            msg = f"not present; fetch.txt fetches it from {url} (not verified)"
+            self.out.append(warning("BAG605", msg, p))
+            return None
+        sql = self.sql
+        if literal is not None and sql.one("SELECT 1 FROM disk WHERE path = ?", literal):
+            msg = (
+                f"percent-decoded as {p!r}, which is missing; the file named as written,"
+                f" {_s(literal)!r}, exists (the bag's writer did not encode '%')"
+            )
+            self.out.append(warning("BAG507", msg, p))
+            return literal
+        same_nfc: bytes | None = sql.one(
+            "SELECT path FROM disk WHERE nfc(path) = ? AND path != ? ORDER BY seq LIMIT 1",
+            _nfc_key(raw),
+            raw,
+        )
+        if same_nfc is not None:
+            msg = f"listed as {p!a}; on disk as {_s(same_nfc)!a} (other Unicode normalisation)"
+            self.out.append(warning("BAG507", msg, p))
+            return same_nfc
+        same_case: bytes | None = sql.one(
+            "SELECT d.path FROM disk d WHERE fold(d.path) = ? AND d.path != ?"
+            " AND EXISTS (SELECT 1 FROM listed l WHERE l.path = d.path) ORDER BY d.seq LIMIT 1",
+            _fold_key(raw),
+            raw,
+        )
+        if same_case is not None:
+            msg = (
+                f"listed as {p!r} and as {_s(same_case)!r}; only the latter exists"
+                " (names differ in case)"
+            )
+            self.out.append(warning("BAG507", msg, p))
+            return same_case
+        self.out.append(error("BAG501", "listed in the manifest but missing", p))
+        return None
 
     def _unlisted_payload(self) -> None:
-        entries = self.report.entries
-        aliases: dict[str, list[str]] = {}
-        for p, d in self.resolved.items():
-            aliases.setdefault(d, []).append(p)
+        db = self.sql.db
         manifests = self.manifest_files
-        for d in self.payload_disk:
-            names = aliases.get(d, [])
-            listed_in = {a for p in names for a in entries.get(p, {})}
-            if not listed_in:
-                self.out.append(error("BAG502", "not listed in any payload manifest", d))
+        # the files not listed in every payload manifest (under any of their names):
+        # the algorithms they are listed with, comma-separated (names are alphanumeric)
+        rows = db.execute(
+            "SELECT path, algs FROM (SELECT d.seq, d.path, (SELECT group_concat(DISTINCT g.alg)"
+            " FROM listed l JOIN digests g ON g.path = l.path WHERE l.disk = d.path) AS algs"
+            " FROM disk d) WHERE algs IS NULL"
+            " OR length(algs) - length(replace(algs, ',', '')) + 1 < ? ORDER BY seq",
+            (len(manifests),),
+        )
+        for raw, algs in rows:
+            if not algs:
+                self.out.append(error("BAG502", "not listed in any payload manifest", _s(raw)))
                 continue
+            listed_in = set(algs.split(","))
             missing = [manifests[a] for a in manifests if a not in listed_in]
             if missing:
                 msg = f"not listed in {', '.join(missing)}"
-                self.out.append(by_version(self.strict, "BAG503", msg, d))
-        for p in sorted(set(self.payload_disk) | set(entries)):
-            if is_junk(p):
-                msg = "operating-system junk file in the payload"
-                self.out.append(warning("BAG508", msg, p))
+                self.out.append(by_version(self.strict, "BAG503", msg, _s(raw)))
+        junk = sorted(
+            p
+            for (raw,) in db.execute(
+                f"SELECT path FROM disk WHERE {_MAYBE_JUNK}"
+                f" UNION SELECT path FROM listed WHERE {_MAYBE_JUNK}",
+                _JUNK_HINTS * 2,
+            )
+            if is_junk(p := _s(raw))
+        )
+        for p in junk:
+            msg = "operating-system junk file in the payload"
+            self.out.append(warning("BAG508", msg, p))
 
     def _fetch_sizes(self) -> None:
         for p, e in self.fetch.items():
-            size = self.payload_disk.get(p)
+            size = self._disk_size(p)
             if size is not None and e.length is not None and size != e.length:
                 msg = f"fetch.txt gives {e.length} octets; the local file has {size}"
                 self.out.append(error("BAG606", msg, p))
@@ -613,52 +893,74 @@ class _Validation:
     # ----------------------------------------------------------------- 6 digests
 
     def _digests(self) -> None:
-        # (disk path, algorithm, expected digest, listed path, kind, manifest name)
-        checks: list[tuple[str, str, str, str, str, str]] = []
-        jobs: dict[str, set[str]] = {}
-        for p, d in self.resolved.items():
-            for alg, digest in self.report.entries[p].items():
-                if alg in SUPPORTED:
-                    checks.append((d, alg, digest, p, "payload", self.manifest_files[alg]))
-                    jobs.setdefault(d, set()).add(alg)
+        db = self.sql.db
+        supported = [a for a in sorted(self.manifest_files) if a in SUPPORTED]
+        found: list[BagFinding] = []
+        # tag files: a handful, in memory
+        tag_checks: list[tuple[str, str, str, str]] = []  # (path, alg, expected, manifest)
+        tag_jobs: dict[str, set[str]] = {}
         for path, digests in self.tag_entries.items():
             if path not in self.tag_disk:
                 continue
             for alg, digest in digests.items():
                 if alg not in SUPPORTED:
                     continue
-                checks.append((path, alg, digest, path, "tag", self.tagmanifest_files[alg]))
+                tag_checks.append((path, alg, digest, self.tagmanifest_files[alg]))
                 if alg not in self.parsed_digests.get(path, {}):
-                    jobs.setdefault(path, set()).add(alg)
-        computed: dict[str, dict[str, str]] = {p: dict(d) for p, d in self.parsed_digests.items()}
-        unreadable: dict[str, str] = {}
-        for rel, result, problem in self._run_jobs(jobs):
+                    tag_jobs.setdefault(path, set()).add(alg)
+        tag_computed = {p: dict(d) for p, d in self.parsed_digests.items()}
+        tag_work: list[HashJob] = [
+            (r, str(self.root / r), tuple(sorted(algs)), BLOCK_SIZE) for r, algs in tag_jobs.items()
+        ]
+        # payload files: each file once with every algorithm of every name it is
+        # listed under, biggest first, streamed from the database
+        marks = ", ".join("?" * len(supported))
+        payload_work = (
+            (_s(disk), str(self.root / _s(disk)), tuple(sorted(algs.split(","))), size)
+            for disk, size, algs in db.execute(
+                "SELECT l.disk, d.size, group_concat(DISTINCT g.alg) FROM listed l"
+                " JOIN disk d ON d.path = l.disk JOIN digests g ON g.path = l.path"
+                f" WHERE g.alg IN ({marks}) GROUP BY l.disk ORDER BY d.size DESC, min(l.seq)",
+                supported,
+            )
+        )
+        batch: list[tuple[bytes, str, str]] = []
+
+        def flush() -> None:
+            db.execute("BEGIN")
+            db.executemany("INSERT OR REPLACE INTO computed VALUES (?, ?, ?)", batch)
+            db.execute("COMMIT")
+            batch.clear()
+
+        for rel, result, problem in self._run_jobs(itertools.chain(tag_work, payload_work)):
             if result is None:
-                unreadable[rel] = problem or "unreadable"
+                found.append(error("BAG703", f"cannot read: {problem or 'unreadable'}", rel))
+            elif rel.startswith(PAYLOAD_DIR + "/"):
+                key = _b(rel)
+                batch.extend((key, alg, digest) for alg, digest in result.items())
+                if len(batch) >= WRITE_BATCH:
+                    flush()
             else:
-                computed.setdefault(rel, {}).update(result)
-        found: list[BagFinding] = []
-        for rel, reason in unreadable.items():
-            found.append(error("BAG703", f"cannot read: {reason}", rel))
-        for disk, alg, expected, listed, kind, manifest in checks:
-            got = computed.get(disk, {}).get(alg)
+                tag_computed.setdefault(rel, {}).update(result)
+        flush()
+        for disk, alg, expected, listed, got in db.execute(
+            "SELECT l.disk, g.alg, g.digest, l.path, c.digest FROM listed l"
+            " JOIN digests g ON g.path = l.path"
+            " JOIN computed c ON c.path = l.disk AND c.alg = g.alg WHERE c.digest != g.digest"
+        ):
+            where = f" (file on disk: {_s(disk)})" if disk != listed else ""
+            msg = f"{alg} is {got}, {self.manifest_files[alg]} says {expected}{where}"
+            found.append(error("BAG701", msg, _s(listed)))
+        for path, alg, expected, manifest in tag_checks:
+            got = tag_computed.get(path, {}).get(alg)
             if got is None or got == expected:
                 continue
-            code = "BAG701" if kind == "payload" else "BAG702"
-            where = f" (file on disk: {disk})" if disk != listed else ""
-            msg = f"{alg} is {got}, {manifest} says {expected}{where}"
-            found.append(error(code, msg, listed))
+            found.append(error("BAG702", f"{alg} is {got}, {manifest} says {expected}", path))
         found.sort(key=lambda f: (f.file or "", f.code, f.message))
         self.out.extend(found)
 
-    def _run_jobs(self, jobs: dict[str, set[str]]) -> Iterator[HashResult]:
-        """Digest each file once with all of its algorithms (big files first)."""
-        sizes = self.payload_disk
-        ordered = sorted(jobs, key=lambda r: -sizes.get(r, 0))
-        work = (
-            (r, str(self.root / r), tuple(sorted(jobs[r])), sizes.get(r, BLOCK_SIZE))
-            for r in ordered
-        )
+    def _run_jobs(self, work: Iterable[HashJob]) -> Iterator[HashResult]:
+        """Digest each file once with all of its algorithms (in the order given)."""
         if self.executor is None and self.processes == 1:
             yield from map(_hash_job, work)
             return

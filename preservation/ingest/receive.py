@@ -480,16 +480,19 @@ def _read_bag(bag_root: Path, files: FileTable) -> _BagRead:
     Payload digests are not computed here (the pipeline compares them in its single
     hashing pass); tag-file digests are (:func:`_verify_tag_manifests`).
     """
-    report = validate_bag(bag_root, completeness_only=True)
+
+    def supplied(entries: Iterable[tuple[str, dict[str, str]]]) -> None:
+        files.add_supplied_many(
+            (key, a.lower(), d.lower())
+            for path, digests in entries
+            if (key := _payload_key(path)) is not None
+            for a, d in digests.items()
+        )
+
+    report = validate_bag(bag_root, completeness_only=True, on_entries=supplied)
     out = _BagRead(
         info=dict(report.info),
         sources=[f"manifest-{a}.txt" for a in report.algorithms],
-    )
-    files.add_supplied_many(
-        (key, a.lower(), d.lower())
-        for path, digests in report.entries.items()
-        if (key := _payload_key(path)) is not None
-        for a, d in digests.items()
     )
     for bf in report.findings:
         payload = _payload_key(bf.file) if bf.file else None
