@@ -117,9 +117,7 @@ class HashingReader:
         return self.hasher.size
 
 
-def verify_digests(
-    label: str, expected: Mapping[str, str], actual: Mapping[str, str]
-) -> None:
+def verify_digests(label: str, expected: Mapping[str, str], actual: Mapping[str, str]) -> None:
     """Raise DigestMismatch for the first algorithm (in ``expected`` order) that differs."""
     for alg, exp in expected.items():
         got = actual.get(alg)

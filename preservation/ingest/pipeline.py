@@ -22,6 +22,8 @@ back); after it, the remaining staged objects are moved (roll forward).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -64,6 +66,7 @@ BATCH_BYTES = 64 * 2**20  # ... or fewer: large files go to the workers one by o
 LOOKAHEAD = 6  # batches streamed ahead of the examination results (bounds memory)
 STREAM_THREADS = 4  # threads hashing and copying (hashlib and file I/O release the GIL)
 SYNC_EACH_FROM = 32 * 2**20  # bytes: files this large are synced as they are stored
+METS_PROCESS_FROM = 2_000  # files: a METS of this many is written by a worker process
 RECEIPT_FINDINGS = 100  # findings listed in a receipt (the report lists every one)
 
 fnd.define("FIX-001", "authenticity", "Supplied fixity matches", "移交固定值一致", cost=40)
@@ -231,6 +234,7 @@ class _Ingest:
 
     # ------------------------------------------------------------------ 3. stream
     def stream(self) -> None:
+        self._payload_expected = False  # package notes the staged payload to verify
         total = sum(f.size for f in self.files)
         self.progress.start("hashing and storing", total)
         supplied: Mapping[str, dict[str, str]] = self.transfer.supplied
@@ -248,9 +252,7 @@ class _Ingest:
                 # other files are hashed; small ones wait for one sync of the store
                 durable = f.size >= SYNC_EACH_FROM
                 with src.open("rb") as fh:
-                    info = store.put(
-                        key, fh, algorithms=self.algorithms, size=f.size, sync=durable
-                    )
+                    info = store.put(key, fh, algorithms=self.algorithms, size=f.size, sync=durable)
                 digests, size = dict(info.digests), info.size
             self.progress.advance(size)
             return FileEntry(
@@ -465,59 +467,78 @@ class _Ingest:
     # ------------------------------------------------------------------ 5. package
     def package(self) -> list[Any]:
         """Write the tag files into the work folder; returns them as bag TagFiles,
-        in upload order (``bagit.txt`` last)."""
+        in upload order (``bagit.txt`` last).
+
+        The METS of a large transfer is written by a worker process while this one
+        writes the report and the manifests (each reads the spool once per pass): it
+        needs the report's digests only for its fileSec, near its end.
+        """
         from preservation.bags.writer import BagWriter
-        from preservation.metadata.mets_writer import MetsPackage, write_mets
+        from preservation.metadata.mets_writer import MetsInBackground, MetsPackage, write_mets
         from preservation.metadata.mets_writer import TagFile as MetsTagFile
 
         tag_dir = self.work / "tags"
         (tag_dir / "metadata").mkdir(parents=True)
-        extra: dict[str, Path] = {}
-        report_json = tag_dir / "metadata" / "report.json"
-        with report_json.open("wb") as out:
-            self.report.write_json(out)
-        extra["metadata/report.json"] = report_json
-        report_html = tag_dir / "metadata" / "report.html"
-        with report_html.open("wb") as out:
-            self.report.write_html(out)
-        extra["metadata/report.html"] = report_html
-        for rel, src in (getattr(self.transfer, "submission_tag_files", None) or {}).items():
-            dst = tag_dir / "metadata" / "submission" / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, dst)
-            extra[f"metadata/submission/{rel}"] = dst
-
-        listed = [
-            MetsTagFile(rel, *_digest_size(p, self.algorithms), mime=_MIME.get(p.suffix))
-            for rel, p in extra.items()
-        ]
         self.event("ingestion end", "success", f"AIP {self.aip_id} version 1 packaged")
         mets_path = tag_dir / "metadata" / "mets.xml"
-        write_mets(
-            mets_path,
-            MetsPackage(
-                aip_id=self.aip_id,
-                version=1,
-                created=self.started,
-                label=self.title,
-                files=lambda: iter(self.spool),
-                agents=self.agents,
-                events=self.events,
-                descriptive=self.descriptive,
-                records=self.records,
-                rights=self.rights,
-                tag_files=listed,
-            ),
+        mets = MetsPackage(
+            aip_id=self.aip_id,
+            version=1,
+            created=self.started,
+            label=self.title,
+            files=self.spool.reader(),
+            agents=self.agents,
+            events=self.events,
+            descriptive=self.descriptive,
+            records=self.records,
+            rights=self.rights,
         )
-        extra["metadata/mets.xml"] = mets_path
+        with contextlib.ExitStack() as stack:
+            background = None
+            if self.spool.count >= METS_PROCESS_FROM:
+                background = stack.enter_context(MetsInBackground(mets_path, mets))
+            extra: dict[str, Path] = {}
+            report_json = tag_dir / "metadata" / "report.json"
+            with report_json.open("wb") as out:
+                self.report.write_json(out)
+            extra["metadata/report.json"] = report_json
+            report_html = tag_dir / "metadata" / "report.html"
+            with report_html.open("wb") as out:
+                self.report.write_html(out)
+            extra["metadata/report.html"] = report_html
+            for rel, src in (getattr(self.transfer, "submission_tag_files", None) or {}).items():
+                dst = tag_dir / "metadata" / "submission" / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+                extra[f"metadata/submission/{rel}"] = dst
+            listed = [
+                MetsTagFile(rel, *_digest_size(p, self.algorithms), mime=_MIME.get(p.suffix))
+                for rel, p in extra.items()
+            ]
+            if background is None:
+                write_mets(mets_path, dataclasses.replace(mets, tag_files=listed))
 
-        writer = BagWriter(tag_dir, algorithms=self.algorithms, info=list(self.bag_info.items()))
-        with writer:
-            for e in self.spool:
-                writer.add_payload(e.path, e.size, e.digests)
-            for rel, path in extra.items():
-                writer.add_tag_file(rel, path)
-            return list(writer.finish())
+            writer = BagWriter(
+                tag_dir, algorithms=self.algorithms, info=list(self.bag_info.items())
+            )
+            with writer:
+                body = join_key(staging_prefix(self.job_id), "body") + "/"
+
+                def payload() -> Iterator[tuple[str, int]]:
+                    # one pass: the manifests' lines, and the staged objects expected
+                    # (keys were validated when the objects were staged)
+                    for e in self.spool:
+                        writer.add_payload(e.path, e.size, e.digests)
+                        yield body + e.bag_path, e.size
+
+                self.index.expect(payload())
+                self._payload_expected = True
+                if background is not None:
+                    background.finish(listed)
+                extra["metadata/mets.xml"] = mets_path
+                for rel, path in extra.items():
+                    writer.add_tag_file(rel, path)
+                return list(writer.finish())
 
     @property
     def title(self) -> str:
@@ -590,7 +611,9 @@ class _Ingest:
 
         self.repo.primary.sync()
         prefix = staging_prefix(self.job_id) + "/"
-        self.index.expect((self.staging_key(e.bag_path), e.size) for e in self.spool)
+        if not self._payload_expected:  # package lists them as it writes the manifests
+            body = join_key(staging_prefix(self.job_id), "body") + "/"
+            self.index.expect((body + e.bag_path, e.size) for e in self.spool)
         self.index.expect((self.staging_key(t.path), t.size) for t in tags)
         self.index.found((i.key, i.size) for i in self.repo.primary.list(prefix))
         count, problems = self.index.staging_problems(20)

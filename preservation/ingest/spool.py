@@ -85,8 +85,28 @@ class EntrySpool:
             self._out.close()
             self._out = None
 
-    def __iter__(self) -> Iterator[FileEntry]:
+    def reader(self) -> SpoolReader:
+        """What was appended so far, as a picklable reader (for a worker process)."""
         self._flush()
+        return SpoolReader(self.path, self.count)
+
+    def __iter__(self) -> Iterator[FileEntry]:
+        return iter(self.reader())
+
+
+class SpoolReader:
+    """The first ``count`` entries of a spool file, read any number of times; small and
+    picklable, so another process can read the spool. Calling it gives a fresh
+    iterator (the form :class:`preservation.metadata.mets_writer.MetsPackage` takes)."""
+
+    def __init__(self, path: Path, count: int) -> None:
+        self.path = path
+        self.count = count
+
+    def __call__(self) -> Iterator[FileEntry]:
+        return iter(self)
+
+    def __iter__(self) -> Iterator[FileEntry]:
         with self.path.open("rb") as f:
             # one unpickler per batch: a shared one would keep every record read in
             # its memo and resolve a back reference of a later batch to an earlier

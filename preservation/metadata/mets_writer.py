@@ -28,7 +28,9 @@ that is not a plain token), never from file paths. File locations are
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import multiprocessing
 import os
 import re
 import tempfile
@@ -36,8 +38,9 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, overload
 from urllib.parse import quote
 
 from lxml import etree
@@ -179,24 +182,165 @@ def write_mets(out: Path | IO[bytes], package: MetsPackage) -> None:
         raise
 
 
+class _TagFilesLater(Sequence[TagFile]):
+    """The tag files of a package, received from ``conn`` when first needed.
+
+    The writer needs them only for the fileSec, near the end: a METS written in a
+    worker process (:class:`MetsInBackground`) starts with the payload files while the
+    ingest process is still writing the tag files (the report) it lists.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._items: list[TagFile] | None = None
+
+    def _get(self) -> list[TagFile]:
+        if self._items is None:
+            self._items = list(self._conn.recv())
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    @overload
+    def __getitem__(self, i: int) -> TagFile: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[TagFile]: ...
+    def __getitem__(self, i: int | slice) -> TagFile | Sequence[TagFile]:
+        return self._get()[i]
+
+
+def _write_mets_worker(target: Path, package: MetsPackage, conn: Connection) -> None:
+    """Body of the worker process of :class:`MetsInBackground`; reports back one
+    message: ``("ok",)``, ``("mets", fields)`` or ``("error", text)``. If the caller
+    is gone (its end of the pipe closed), there is no one to tell: it just ends."""
+    message: tuple[Any, ...]
+    try:
+        write_mets(target, dataclasses.replace(package, tag_files=_TagFilesLater(conn)))
+    except MetsBuildError as e:  # its fields do not survive pickling: sent as values
+        message = ("mets", dict(e.fields))
+    except Exception as e:
+        message = ("error", f"{type(e).__name__}: {e}")
+    else:
+        message = ("ok",)
+    with contextlib.suppress(OSError):
+        conn.send(message)
+    conn.close()
+
+
+class MetsInBackground:
+    """:func:`write_mets` of ``package`` to ``target`` in a worker process, so that a
+    METS of many files is written on another core while the caller does other work.
+
+    ``package.files`` must be picklable (e.g. a spool reader) and its ``tag_files``
+    are given later, by :meth:`finish`, which waits for the METS and raises what
+    writing it raised (MetsBuildError as such). Use as a context manager: leaving
+    it without :meth:`finish` stops the worker. The worker is *spawned* (forking a
+    process that runs Go code, Siegfried's, is not safe), so the program's main
+    module must be guarded by ``if __name__ == "__main__":``.
+    """
+
+    def __init__(self, target: Path, package: MetsPackage) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(
+            target=_write_mets_worker,
+            args=(Path(target), dataclasses.replace(package, tag_files=()), child),
+            name="preservation-mets",
+            daemon=True,
+        )
+        self._process.start()
+        child.close()
+
+    def finish(self, tag_files: Sequence[TagFile]) -> None:
+        try:
+            self._conn.send(list(tag_files))
+        except (BrokenPipeError, ConnectionResetError, EOFError):
+            pass  # the worker ended early: its message says why
+        try:
+            message = self._conn.recv()
+        except EOFError:
+            self._process.join()
+            raise MetsBuildError(
+                reason=f"the METS worker process ended (exit code {self._process.exitcode})"
+            ) from None
+        self._process.join()
+        self._conn.close()
+        if message[0] == "mets":
+            raise MetsBuildError(**message[1])
+        if message[0] != "ok":
+            raise MetsBuildError(reason=f"the METS worker failed: {message[1]}")
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join()
+        self._conn.close()
+
+    def __enter__(self) -> MetsInBackground:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
 # ----------------------------------------------------------------------------- output
 
 
 class _Out:
-    """xmlfile with indentation and manually opened elements."""
+    """xmlfile with indentation and manually opened elements.
 
-    def __init__(self, xf: Any) -> None:
+    The elements written once per payload file (techMD wrappers, fileSec entries,
+    structMap divs) are formatted here as text (:meth:`raw`, values escaped as lxml
+    escapes them) and written to the stream between lxml's own writes: going
+    through lxml's element contexts costs several times more per element.
+    """
+
+    RAW_FLUSH = 256  # raw pieces gathered before they are written to the stream
+
+    def __init__(self, xf: Any, stream: IO[bytes]) -> None:
         self.xf = xf
+        self.stream = stream
         self.depth = 0
         self._open: list[Any] = []
+        self._raw: list[str] = []
+        self._lxml_wrote = True  # lxml may hold output not yet in the stream
+
+    def _lxml(self) -> Any:
+        """The xmlfile, after every raw piece is in the stream."""
+        if self._raw:
+            self._flush_raw()
+        self._lxml_wrote = True
+        return self.xf
+
+    def _flush_raw(self) -> None:
+        self.stream.write("".join(self._raw).encode("utf-8"))
+        self._raw.clear()
+
+    def raw(self, markup: str) -> None:
+        """Markup (already escaped) written as is, after what lxml wrote so far."""
+        if self._lxml_wrote:
+            self.xf.flush()
+            self._lxml_wrote = False
+        self._raw.append(markup)
+        if len(self._raw) >= self.RAW_FLUSH:
+            self._flush_raw()
+
+    def pad(self, extra: int = 0) -> str:
+        """The newline and indentation that precede an element ``extra`` levels down."""
+        return (
+            _PADS[self.depth + extra]
+            if self.depth + extra < len(_PADS)
+            else ("\n" + "  " * (self.depth + extra))
+        )
 
     def _newline(self) -> None:
         if self._open:  # no text may precede the root element
-            self.xf.write("\n" + "  " * self.depth)
+            self._lxml().write(self.pad())
 
     def open(self, tag: str, attrib: Mapping[str, str] | None = None, **kw: Any) -> None:
         self._newline()
-        cm = self.xf.element(tag, attrib or {}, **kw)
+        cm = self._lxml().element(tag, attrib or {}, **kw)
         cm.__enter__()
         self._open.append(cm)
         self.depth += 1
@@ -204,6 +348,7 @@ class _Out:
     def close(self) -> None:
         self.depth -= 1
         self._newline()
+        self._lxml()
         self._open.pop().__exit__(None, None, None)
 
     @contextlib.contextmanager
@@ -217,13 +362,54 @@ class _Out:
         if not indented:
             etree.indent(el, space="  ", level=self.depth)
         self._newline()
-        self.xf.write(el)
+        self._lxml().write(el)
 
     def leaf(self, tag: str, attrib: Mapping[str, str], text: str | None = None) -> None:
         self._newline()
-        with self.xf.element(tag, attrib):
+        xf = self._lxml()
+        with xf.element(tag, attrib):
             if text:
-                self.xf.write(text)
+                xf.write(text)
+
+
+_PADS = ["\n" + "  " * d for d in range(32)]
+_ATTR_ESCAPES = str.maketrans(
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        '"': "&quot;",
+        "\n": "&#10;",
+        "\r": "&#13;",
+        "\t": "&#9;",
+    }
+)
+_ATTR_SPECIAL = re.compile('[&<>"\n\r\t]')
+_PREFIXES = {ns: prefix for prefix, ns in NSMAP.items() if prefix}
+
+
+def _qname(tag: str) -> str:
+    """``prefix:local`` of a ``{namespace}local`` name, as the METS root declares it."""
+    if tag[0] != "{":
+        return tag
+    ns, _, local = tag[1:].partition("}")
+    return f"{_PREFIXES[ns]}:{local}"
+
+
+def _esc(value: str) -> str:
+    """An attribute value escaped as lxml escapes it."""
+    return value.translate(_ATTR_ESCAPES) if _ATTR_SPECIAL.search(value) else value
+
+
+def _attrs(attrib: Mapping[str, str]) -> str:
+    """Attributes as lxml writes them."""
+    return "".join(f' {_qname(name)}="{_esc(value)}"' for name, value in attrib.items())
+
+
+def _leaf(tag: str, attrib: Mapping[str, str]) -> str:
+    """An element without content, as :meth:`_Out.leaf` writes it."""
+    name = _qname(tag)
+    return f"<{name}{_attrs(attrib)}></{name}>"
 
 
 # ----------------------------------------------------------------------------- scan
@@ -320,7 +506,7 @@ class _Writer:
         }
         with etree.xmlfile(stream, encoding="utf-8") as xf:
             xf.write_declaration()
-            out = _Out(xf)
+            out = _Out(xf, stream)
             out.open(mets("mets"), root_attrib, nsmap=NSMAP)
             self._header(out)
             self._dmd(out)
@@ -403,13 +589,19 @@ class _Writer:
         pkg = self.pkg
         with out.element(mets("amdSec"), {"ID": "amdSec-aip"}):
             wrap = {"MDTYPE": "PREMIS:OBJECT", "MDTYPEVERSION": PREMIS_VERSION}
+            # what _md writes, as text: once per file, so the hot path
+            open_wrap = f"<{_qname(mets('mdWrap'))}{_attrs(wrap)}>"
+            tech, md_wrap, xml_data = (_qname(mets(n)) for n in ("techMD", "mdWrap", "xmlData"))
+            pads = (out.pad(), out.pad(1), out.pad(2), out.pad(3))
             for entry in pkg.files():
                 stored_in = pkg.stored_in(entry) if pkg.stored_in else None
-
-                def build(level: int, e: FileEntry = entry, v: int | None = stored_in) -> Any:
-                    return pm.file_object(e, stored_in=v, level=level)
-
-                self._md(out, "techMD", techmd_id(entry.uuid), wrap, build)
+                obj = pm.file_object(entry, stored_in=stored_in, level=out.depth + 3)
+                out.raw(
+                    f'{pads[0]}<{tech} ID="{_esc(techmd_id(entry.uuid))}">'
+                    f"{pads[1]}{open_wrap}{pads[2]}<{xml_data}>{pads[3]}"
+                    f"{etree.tostring(obj, encoding='unicode')}"
+                    f"{pads[2]}</{xml_data}>{pads[1]}</{md_wrap}>{pads[0]}</{tech}>"
+                )
             if self.rights is not None:
                 wrap = {"MDTYPE": "PREMIS:RIGHTS", "MDTYPEVERSION": PREMIS_VERSION}
                 self._md(out, "rightsMD", RIGHTS_ID, wrap, pm.rights_element(self.rights))
@@ -444,9 +636,11 @@ class _Writer:
         attrs["SIZE"] = str(int(entry.size))
         if entry.format is not None and entry.format.mime:
             attrs["MIMETYPE"] = checked(entry.format.mime, f"file {entry.path!r} MIME type")
-        out.open(_FILE, attrs)
-        out.leaf(_FLOCAT, _flocat(entry.bag_path))
-        out.close()
+        name = _qname(_FILE)
+        out.raw(
+            f"{out.pad()}<{name}{_attrs(attrs)}>"
+            f"{out.pad(1)}{_leaf(_FLOCAT, _flocat(entry.bag_path))}{out.pad()}</{name}>"
+        )
 
     def _tag_file(self, out: _Out, tag: TagFile) -> None:
         problem = path_problem(tag.path) or xml_text_problem(tag.path)
@@ -471,6 +665,7 @@ class _Writer:
         with out.element(mets("structMap"), {"TYPE": "physical", "ID": "structMap-physical"}):
             out.open(mets("div"), {"TYPE": "folder", "LABEL": "data"})
             stack: list[str] = []
+            div, fptr = _qname(_DIV), _qname(_FPTR)
             for path, fid in pairs:
                 *folders, name = path.split("/")
                 common = 0
@@ -483,9 +678,10 @@ class _Writer:
                 for seg in folders[common:]:
                     out.open(mets("div"), {"TYPE": "folder", "LABEL": seg})
                     stack.append(seg)
-                out.open(_DIV, {"TYPE": "file", "LABEL": name})
-                out.leaf(_FPTR, {"FILEID": fid})
-                out.close()
+                out.raw(
+                    f'{out.pad()}<{div} TYPE="file" LABEL="{_esc(name)}">'
+                    f'{out.pad(1)}<{fptr} FILEID="{_esc(fid)}"></{fptr}>{out.pad()}</{div}>'
+                )
             for _ in stack:
                 out.close()
             out.close()
@@ -562,13 +758,16 @@ class _Writer:
 
     def _unassigned(self, out: _Out) -> None:
         attrs = {"TYPE": "unassigned", "LABEL": "files not described by a record"}
+        div, fptr = _qname(_DIV), _qname(_FPTR)
         with out.element(mets("div"), attrs):
             for entry in self.pkg.files():
                 if entry.uuid in self.scan.covered:
                     continue
-                out.open(_DIV, {"TYPE": "document", "LABEL": entry.path})
-                out.leaf(_FPTR, {"FILEID": file_id(entry.uuid)})
-                out.close()
+                out.raw(
+                    f'{out.pad()}<{div} TYPE="document" LABEL="{_esc(entry.path)}">'
+                    f'{out.pad(1)}<{fptr} FILEID="{_esc(file_id(entry.uuid))}"></{fptr}>'
+                    f"{out.pad()}</{div}>"
+                )
 
 
 _HDR_AGENT: dict[str, dict[str, str]] = {

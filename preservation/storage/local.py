@@ -8,7 +8,8 @@ cannot both win. Temporary names never show in :meth:`LocalStore.list`, and keys
 last segment looks like one are refused.
 
 Where the file system supports it (Linux ``O_TMPFILE``), a new object is first an
-anonymous file in its folder, written, verified and made read-only, and then given its
+anonymous file in its folder, read-only from its creation (the descriptor that creates
+a file may write it whatever its mode), written and verified, and then given its
 name with ``linkat`` (which also fails if the name exists): no temporary name is made
 or removed, which halves the folder updates per object, and a crash leaves nothing
 behind. Elsewhere the temporary-name path above is used.
@@ -274,10 +275,15 @@ class LocalStore(Store):
         final = self._path(key)
         expected = {a.lower(): v for a, v in (digests or {}).items()}
         algs = check_algorithms((*algorithms, *expected))
-        if final.is_dir():
-            raise InvalidKey(key=key, reason="is a folder of other objects in this local store")
-        if not overwrite and os.path.lexists(final):
-            raise ObjectExists(store=self.name, key=key)
+        try:
+            there = os.lstat(final)  # one call for the usual case: nothing there yet
+        except OSError:
+            there = None
+        if there is not None:
+            if stat.S_ISDIR(there.st_mode) or (stat.S_ISLNK(there.st_mode) and final.is_dir()):
+                raise InvalidKey(key=key, reason="is a folder of other objects in this local store")
+            if not overwrite:
+                raise ObjectExists(store=self.name, key=key)
         folder = final.parent
         if not overwrite and self._anonymous is not False:
             anon = self._create_anonymous(folder, key)
@@ -325,7 +331,9 @@ class LocalStore(Store):
 
         def create() -> int | None:
             try:
-                return os.open(folder, os.O_RDWR | _O_TMPFILE | os.O_CLOEXEC, 0o600)
+                # read-only from the start: the descriptor of a file it creates may
+                # write whatever the mode (no chmod, one inode update less per object)
+                return os.open(folder, os.O_RDWR | _O_TMPFILE | os.O_CLOEXEC, READ_ONLY)
             except FileNotFoundError:
                 raise
             except OSError as e:
@@ -366,10 +374,9 @@ class LocalStore(Store):
             found = hasher.hexdigests()
             verify_digests(label, expected, found)
             try:
-                os.fchmod(fd, READ_ONLY)
                 st = os.fstat(fd)
             except OSError as e:
-                raise self._os_error(e, "protect", key) from e
+                raise self._os_error(e, "stat", key) from e
             if not self._link_anonymous(fd, final, key):
                 # No link from /proc here after all: name it the other way.
                 return self._name_anonymous(fd, key, algs, st, sync)
@@ -579,7 +586,7 @@ class LocalStore(Store):
             return 0
         if os.path.lexists(dst_dir):
             return super().move_prefix(src, dst)
-        count = sum(1 for _ in self.list(src))
+        count = self._count(src_dir)
         self._make_parents(dst_dir.parent, dst)
         try:
             src_dir.rename(dst_dir)
@@ -593,6 +600,27 @@ class LocalStore(Store):
         except OSError as e:
             raise self._os_error(e, "sync folder of", dst) from e
         self._prune(src_dir.parent)
+        return count
+
+    def _count(self, folder: Path) -> int:
+        """How many objects :meth:`list` would yield under ``folder`` (names checked as
+        it checks them, without its stat of every object)."""
+        count = 0
+        pending = [folder]
+        while pending:
+            try:
+                with os.scandir(pending.pop()) as it:
+                    for e in it:
+                        if TMP_NAME.match(e.name) or path_problem(e.name) or not is_nfc(e.name):
+                            continue
+                        if e.is_dir(follow_symlinks=False):
+                            pending.append(Path(e.path))
+                        elif e.is_file(follow_symlinks=False):
+                            count += 1
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as e:
+                raise self._os_error(e, "list", str(folder)) from e
         return count
 
     def _link_into_place_or_move(self, src: Path, src_key: str, dst: Path, key: str) -> None:
