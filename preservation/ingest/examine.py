@@ -12,8 +12,11 @@ ingest process:
   ``if __name__ == "__main__":`` as for any multiprocessing use; being children of
   the ingest process, their peak memory counts in its ``RUSAGE_CHILDREN``, and each
   batch reports its worker's peak RSS (:attr:`Examiner.worker_peak_kb`);
+- a worker is started per :data:`FILES_PER_WORKER` files (up to the configured
+  number), since each costs a fraction of a second of a core to start;
 - each worker runs Siegfried with one Go worker and ``GOGC`` at
-  :data:`WORKER_GOGC` (a smaller heap for the same speed), and is replaced after
+  :data:`~preservation.ingest.identify.SIEGFRIED_GOGC` (a smaller heap for nearly the
+  same speed, as wherever Siegfried runs), and is replaced after
   :data:`TASKS_PER_WORKER` batches, so its heap cannot grow without bound;
 - a transfer of fewer than :data:`IN_PROCESS_BELOW` files and bytes is examined in
   the ingest process itself (starting workers would cost more than it saves; Siegfried
@@ -26,7 +29,6 @@ batches are in flight.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +39,8 @@ from preservation.model import FileEntry, FormatInfo
 
 IN_PROCESS_BELOW = 200  # files: smaller transfers are examined in the ingest process
 IN_PROCESS_BYTES = 64 * 2**20  # ... unless they hold this many bytes or more
-TASKS_PER_WORKER = 32  # batches a worker examines before it is replaced (bounds its heap)
-WORKER_GOGC = "25"  # Go's GC target in the workers: a smaller heap for the same speed
+FILES_PER_WORKER = 1_000  # a worker process per this many files, up to ``workers``
+TASKS_PER_WORKER = 64  # batches a worker examines before it is replaced (bounds its heap)
 
 
 @dataclass
@@ -77,25 +79,22 @@ def _peak_kb() -> int:
     return int(line.split()[1]) if line else 0
 
 
-def _worker_init() -> None:
-    # read by the Go runtime when pygfried is first loaded, in this worker only
-    os.environ.setdefault("GOGC", WORKER_GOGC)
-
-
 class Examiner:
     """Examines batches of files in ``workers`` worker processes (or in this process
     when ``files`` and ``nbytes`` are small). Use as a context manager; :meth:`submit`
     returns a future of :class:`Examined`."""
 
     def __init__(self, workers: int, files: int, nbytes: int = 0) -> None:
-        self.workers = max(1, workers)
+        # starting a worker costs about a quarter of a second of a core (its imports,
+        # Siegfried's signatures): a transfer of a few (large) files gets one
+        self.workers = max(1, min(workers, -(-files // FILES_PER_WORKER)))
+        self._go_workers = max(1, workers)  # Siegfried's, when examined in this process
         self.worker_peak_kb = 0  # the largest peak RSS a worker reported
         self._pool: ProcessPoolExecutor | None = None
         if files >= IN_PROCESS_BELOW or nbytes >= IN_PROCESS_BYTES:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_worker_init,
                 max_tasks_per_child=TASKS_PER_WORKER,
             )
 
@@ -110,7 +109,7 @@ class Examiner:
             return future
         done: Future[Examined] = Future()
         try:
-            done.set_result(examine_batch(items, go_workers=self.workers))
+            done.set_result(examine_batch(items, go_workers=self._go_workers))
         except Exception as e:  # delivered by result(), as a worker's error would be
             done.set_exception(e)
         return done
