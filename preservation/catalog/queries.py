@@ -13,9 +13,9 @@ import socket
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import Table, func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from preservation.catalog.models import (
@@ -37,7 +37,8 @@ from preservation.model import new_uuid, utcnow
 
 DEFAULT_BATCH_SIZE = 1000
 # Columns a caller may give for a file row (``version_id`` is set by add_files_batched).
-FILE_COLUMNS = frozenset(c.key for c in File.__table__.columns) - {"id", "version_id"}
+_FILE_TABLE = cast(Table, File.__table__)
+FILE_COLUMNS = frozenset(c.key for c in _FILE_TABLE.columns) - {"id", "version_id"}
 _FILE_REQUIRED = frozenset({"path", "kind", "size", "sha256"})
 
 
@@ -129,7 +130,16 @@ def add_files_batched(
             values["version_id"] = version_id
             values.setdefault("origin_version", version.number)
             prepared.append(values)
-        session.execute(insert(File), prepared)
+        # Core INSERTs of the table (the ORM's bulk path costs about twice the time),
+        # one executemany per run of rows with the same columns, in order
+        run: list[dict[str, Any]] = []
+        for values in prepared:
+            if run and values.keys() != run[0].keys():
+                session.execute(insert(_FILE_TABLE), run)
+                run = []
+            run.append(values)
+        if run:
+            session.execute(insert(_FILE_TABLE), run)
         total += len(prepared)
     return total
 
