@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import HEADER, Measure, measure, row, tree_stats
+from common import HEADER, Measure, discard, measure, row, tree_stats
 from datasets import make_files
 
 VENV_BIN = Path(sys.executable).parent
@@ -120,8 +119,8 @@ def main(argv: list[str] | None = None) -> None:
             files, nbytes = tree_stats(repo / "stores" / "primary" / aip / "v1")
             for op, (ours, peer) in compare(repo, aip, args.workers).items():
                 print(row(kind, op, ours, peer, files, nbytes), flush=True)
-            shutil.rmtree(repo)
-            shutil.rmtree(data)
+            discard(repo)
+            discard(data)
 
 
 if __name__ == "__main__":

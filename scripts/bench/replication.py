@@ -39,7 +39,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
-from common import HEADER, Measure, measure, row, tree_stats  # noqa: E402
+from common import HEADER, Measure, discard, measure, row, tree_stats  # noqa: E402
 from datasets import make_files  # noqa: E402
 
 from tests.support.seaweedfs import SeaweedFS, find_weed, start_seaweedfs  # noqa: E402
@@ -174,7 +174,7 @@ def compare(
         out.append(("replicate (no peer)", ours, None, files, nbytes))
     for name, cmd in peers.items():
         out.append((f"replicate vs {name}", ours, measure(cmd), files, nbytes))
-    shutil.rmtree(repo)
+    discard(repo)
     return out
 
 
@@ -189,7 +189,7 @@ def bench(
             make_files(data / f"T{i:04d}", per_aip, params["min"], params["max"], seed=100 + i)
         )
     results = compare(transfers, base, server, workers)
-    shutil.rmtree(data)
+    discard(data)
     return [row(kind, op, ours, peer, files, nbytes) for op, ours, peer, files, nbytes in results]
 
 

@@ -53,7 +53,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,7 +70,7 @@ import hashing_ceiling  # noqa: E402
 import identify as identify_bench  # noqa: E402
 import ingest as ingest_bench  # noqa: E402
 import scale  # noqa: E402
-from common import Measure, tree_stats  # noqa: E402
+from common import Measure, discard, tree_stats  # noqa: E402
 from datasets import make_files, make_scans  # noqa: E402
 
 from tests.support.seaweedfs import SeaweedFS  # noqa: E402
@@ -172,7 +171,7 @@ class Suite:
                     audit_bench.ingest(repo, data)
                 self.audit(kind, repo)
             if repo.exists():
-                shutil.rmtree(repo)
+                discard(repo)
             if "identify" in self.only:
                 ours, peer, f, b = identify_bench.compare(data)
                 self.add(Result(kind, "identify", ours, peer, f, b, "pygfried"))
@@ -183,9 +182,9 @@ class Suite:
             if "replication" in self.only and (not self.quick or kind in ("large", "small")):
                 self.replication(kind, data, base)
         finally:
-            shutil.rmtree(data.parent)
+            discard(data.parent)
             if repo.exists():
-                shutil.rmtree(repo)
+                discard(repo)
 
     def audit(self, kind: str, repo: Path) -> None:
         aip = _aip_of(repo)
@@ -223,7 +222,7 @@ class Suite:
                 name = op.replace("replicate vs ", "")
                 self.add(Result(kind, "replicate", ours, peer, files, nbytes, name))
         finally:
-            shutil.rmtree(work)
+            discard(work)
 
     # ------------------------------------------------------------------ run
     def run(self) -> int:
