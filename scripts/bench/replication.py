@@ -157,7 +157,9 @@ def compare(
     prs = str(VENV_BIN / "preservation")
     run([prs, "--repo", str(repo), "db", "upgrade"])
     for t in transfers:
-        run([prs, "--repo", str(repo), "ingest", str(t)])
+        # --no-replicate: ingest would otherwise copy to the replica at once, and the
+        # timed 'replicate --pending' would find nothing left to do
+        run([prs, "--repo", str(repo), "ingest", "--no-replicate", str(t)])
     primary = repo / "stores" / "primary"
     files, nbytes = tree_stats(primary)
 
