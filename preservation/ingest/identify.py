@@ -14,7 +14,6 @@ accepted-format list matches it through its ``local_formats`` section.
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import zipfile
@@ -23,21 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import pygfried
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import preservation
 from preservation.errors import ConfigError
 from preservation.ingest.findings import Finding, define
 from preservation.model import FileEntry, FormatInfo
-
-# Siegfried's Go runtime reads GOGC when pygfried is loaded (just below): a smaller heap
-# for nearly the same speed. Measured on 20,000 small files: peak RSS about 125 MB with
-# 25 against 157 MB with Go's default of 100 (and over 200 MB on 50,000 files), for 9 %
-# fewer files a second. A value set by the environment is kept.
-SIEGFRIED_GOGC = "25"
-os.environ.setdefault("GOGC", SIEGFRIED_GOGC)
-
-import pygfried  # noqa: E402
 
 CHUNK = 2000  # paths per identify_many call: bounds the memory of one result (~2 MB)
 ZIP_PUID = "x-fmt/263"

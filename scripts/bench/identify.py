@@ -6,7 +6,8 @@ through pygfried one file at a time, on the same files.
 - ours: ``preservation.ingest.identify.identify_files`` (what ingest runs): one
   shared ``pygfried.Scanner``, ``identify_many`` over chunks of paths with the
   configured number of Go workers (``identify_workers``, default 2), the OFD
-  refinement and the FormatInfo records;
+  refinement and the FormatInfo records; with ``GOGC=25`` in its environment, as the
+  ingest's identification workers start with (``examine.SIEGFRIED_GOGC``);
 - peer: ``pygfried.identify(path)`` called once per file (a fresh scan each time,
   the first format identifier only).
 
@@ -15,12 +16,15 @@ Each runs in a fresh process (wall time and peak RSS of the process tree).
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Measure, measure, tree_stats
+
+from preservation.ingest.examine import SIEGFRIED_GOGC
 
 _OURS = r"""
 import sys
@@ -49,7 +53,8 @@ assert n > 0
 def compare(data: Path, workers: int = 2) -> tuple[Measure, Measure, int, int]:
     """(ours, peer, files, bytes) for the files under ``data``."""
     files, nbytes = tree_stats(data)
-    ours = measure([sys.executable, "-c", _OURS, str(data), str(workers)])
+    env = {**os.environ, "GOGC": SIEGFRIED_GOGC}
+    ours = measure([sys.executable, "-c", _OURS, str(data), str(workers)], env=env)
     peer = measure([sys.executable, "-c", _PEER, str(data)])
     return ours, peer, files, nbytes
 
