@@ -157,7 +157,9 @@ class SeaweedFS:
                 self.process.wait(timeout)
 
 
-def _command(weed: Path, workdir: Path, ports: dict[str, int], s3_config: Path) -> list[str]:
+def _command(
+    weed: Path, workdir: Path, ports: dict[str, int], s3_config: Path, max_volumes: int = 100
+) -> list[str]:
     data = workdir / "data"
     data.mkdir(exist_ok=True)
     return [
@@ -172,7 +174,7 @@ def _command(weed: Path, workdir: Path, ports: dict[str, int], s3_config: Path) 
         "-master.volumeSizeLimitMB=128",
         f"-volume.port={ports['volume']}",
         f"-volume.port.grpc={ports['volume'] + GRPC_OFFSET}",
-        "-volume.max=100",
+        f"-volume.max={max_volumes}",  # of 128 MB each
         "-volume.preStopSeconds=0",
         "-filer",
         f"-filer.port={ports['filer']}",
@@ -218,8 +220,11 @@ def _wait_ready(server: SeaweedFS, timeout: float) -> None:
     )
 
 
-def start_seaweedfs(weed: Path, workdir: Path, timeout: float = START_TIMEOUT) -> SeaweedFS:
-    """Start ``weed server`` with S3 under ``workdir`` and wait until it takes writes."""
+def start_seaweedfs(
+    weed: Path, workdir: Path, timeout: float = START_TIMEOUT, max_volumes: int = 100
+) -> SeaweedFS:
+    """Start ``weed server`` with S3 under ``workdir`` and wait until it takes writes;
+    it holds at most ``max_volumes`` volumes of 128 MB."""
     workdir.mkdir(parents=True, exist_ok=True)
     access_key, secret_key = "preservation-test", uuid.uuid4().hex
     s3_config = workdir / "s3.json"
@@ -241,7 +246,7 @@ def start_seaweedfs(weed: Path, workdir: Path, timeout: float = START_TIMEOUT) -
     log_path = workdir / "weed.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            _command(weed, workdir, ports, s3_config),
+            _command(weed, workdir, ports, s3_config, max_volumes),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
