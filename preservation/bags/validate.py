@@ -84,6 +84,7 @@ from preservation.bags.tagfiles import (
 )
 from preservation.errors import BagInvalid
 from preservation.hashing import BLOCK_SIZE, SUPPORTED, hash_file
+from preservation.scratch import name_key, name_of, open_scratch
 
 __all__ = ["CODES", "JUNK_NAMES", "BagFinding", "BagReport", "EntriesConsumer", "validate_bag"]
 
@@ -270,27 +271,17 @@ def _fold(text: str) -> str:
     return _nfc(text).casefold()
 
 
-def _b(text: str) -> bytes:
-    """A path as stored in the scratch database: UTF-8, undecodable bytes of a name on
-    disk (surrogate escapes) given back as they were; byte order is code-point order."""
-    return text.encode("utf-8", "surrogateescape")
-
-
-def _s(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
-
-
 def _nfc_key(raw: bytes) -> bytes:
-    return raw if raw.isascii() else _b(_nfc(_s(raw)))
+    return raw if raw.isascii() else name_key(_nfc(name_of(raw)))
 
 
 def _fold_key(raw: bytes) -> bytes:
-    return raw.lower() if raw.isascii() else _b(_fold(_s(raw)))
+    return raw.lower() if raw.isascii() else name_key(_fold(name_of(raw)))
 
 
 # Rows that may name junk: some segment contains a junk name or starts with '._' (every
 # payload path starts with 'data/'); is_junk decides.
-_JUNK_HINTS = (*(_b(n) for n in sorted(JUNK_NAMES)), b"/._")
+_JUNK_HINTS = (*(name_key(n) for n in sorted(JUNK_NAMES)), b"/._")
 _MAYBE_JUNK = " OR ".join(["instr(path, ?) > 0"] * len(_JUNK_HINTS))
 
 _SCHEMA = (
@@ -310,20 +301,17 @@ _SCHEMA = (
 class _Scratch:
     """The per-file state of one validation: a private SQLite database in a temporary
     file (no journal, no fsync, a small page cache; sorts spill to temporary files),
-    removed by :meth:`close`. Names are BLOBs (see :func:`_b`)."""
+    removed by :meth:`close`. Names are BLOBs (see :func:`preservation.scratch.name_key`)."""
 
     def __init__(self) -> None:
         fd, name = tempfile.mkstemp(prefix="bag-validate-", suffix=".sqlite")
         os.close(fd)
         self.path = Path(name)
         try:
-            self.db = sqlite3.connect(name, isolation_level=None)
+            self.db = open_scratch(self.path)
         except sqlite3.Error:
             self.path.unlink(missing_ok=True)
             raise
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-2000",
-                       "temp_store=FILE"):  # fmt: skip
-            self.db.execute(f"PRAGMA {pragma}")
         self.db.create_function("nfc", 1, _nfc_key, deterministic=True)
         self.db.create_function("fold", 1, _fold_key, deterministic=True)
         for stmt in _SCHEMA:
@@ -437,11 +425,11 @@ class _Validation:
         for raw, alg, digest in rows:
             if raw != path:
                 if path is not None:
-                    yield _s(path), digests
+                    yield name_of(path), digests
                 path, digests = raw, {}
             digests[alg] = digest
         if path is not None:
-            yield _s(path), digests
+            yield name_of(path), digests
 
     # ----------------------------------------------------------------- 1 structure
 
@@ -544,7 +532,7 @@ class _Validation:
         if not batch:
             return
         db = self.sql.db
-        keys = [_b(e.path) for _, e in batch]
+        keys = [name_key(e.path) for _, e in batch]
         marks = ", ".join("?" * len(keys))
         seen: dict[bytes, str] = dict(
             db.execute(
@@ -568,7 +556,7 @@ class _Validation:
             "INSERT INTO listed (path, literal) VALUES (?, ?) ON CONFLICT (path)"
             " DO UPDATE SET literal = excluded.literal WHERE excluded.literal IS NOT NULL",
             (
-                (key, None if e.literal is None else _b(e.literal))
+                (key, None if e.literal is None else name_key(e.literal))
                 for key, (_, e) in zip(keys, batch, strict=True)
             ),
         )
@@ -602,7 +590,7 @@ class _Validation:
                 self.out.append(by_version(self.strict, "BAG315", msg, path))
 
     def _listed_algorithms(self, path: str) -> set[str]:
-        rows = self.sql.db.execute("SELECT alg FROM digests WHERE path = ?", (_b(path),))
+        rows = self.sql.db.execute("SELECT alg FROM digests WHERE path = ?", (name_key(path),))
         return {alg for (alg,) in rows}
 
     def _fetch_txt(self) -> None:
@@ -638,7 +626,7 @@ class _Validation:
         ).fetchall()  # only the look-alike groups: as many as warnings
         for key, _ in groups:
             paths = [
-                _s(p)
+                name_of(p)
                 for (p,) in db.execute(
                     "SELECT path FROM listed WHERE nfc(path) = ? ORDER BY seq", (key,)
                 )
@@ -653,7 +641,7 @@ class _Validation:
         ).fetchall()
         for key, _ in folds:
             query = f"SELECT path FROM listed WHERE seq IN ({firsts}) ORDER BY seq"
-            paths = [_s(p) for (p,) in db.execute(query, (key,))]
+            paths = [name_of(p) for (p,) in db.execute(query, (key,))]
             shown = ", ".join(repr(p) for p in paths)
             msg = f"names differ only in case (one file on case-insensitive systems): {shown}"
             self.out.append(warning("BAG310", msg, paths[0]))
@@ -708,7 +696,7 @@ class _Validation:
                                 problem = f"cannot read: {e.strerror}"
                                 odd.append((entry.name, error("BAG703", problem, rel)))
                                 continue
-                            batch.append((folder, _b(entry.name), _b(rel), size))
+                            batch.append((folder, name_key(entry.name), name_key(rel), size))
                             count += 1
                             octets += size
                             if len(batch) >= WRITE_BATCH:
@@ -731,7 +719,7 @@ class _Validation:
         self.report.payload_bytes = octets
 
     def _disk_size(self, path: str) -> int | None:
-        size: int | None = self.sql.one("SELECT size FROM disk WHERE path = ?", _b(path))
+        size: int | None = self.sql.one("SELECT size FROM disk WHERE path = ?", name_key(path))
         return size
 
     # ----------------------------------------------------------------- 4 Payload-Oxum
@@ -782,7 +770,7 @@ class _Validation:
                 indexed = True
             db.execute("BEGIN")
             for raw, literal in rows:
-                disk = self._resolve_miss(_s(raw), raw, literal)
+                disk = self._resolve_miss(name_of(raw), raw, literal)
                 if disk is not None:
                     db.execute("INSERT OR REPLACE INTO alias VALUES (?, ?)", (raw, disk))
             db.execute("COMMIT")
@@ -805,7 +793,7 @@ class _Validation:
         if literal is not None and sql.one("SELECT 1 FROM disk WHERE path = ?", literal):
             msg = (
                 f"percent-decoded as {p!r}, which is missing; the file named as written,"
-                f" {_s(literal)!r}, exists (the bag's writer did not encode '%')"
+                f" {name_of(literal)!r}, exists (the bag's writer did not encode '%')"
             )
             self.out.append(warning("BAG507", msg, p))
             return literal
@@ -815,7 +803,7 @@ class _Validation:
             raw,
         )
         if same_nfc is not None:
-            msg = f"listed as {p!a}; on disk as {_s(same_nfc)!a} (other Unicode normalisation)"
+            msg = f"listed as {p!a}; on disk as {name_of(same_nfc)!a} (other Unicode normalisation)"
             self.out.append(warning("BAG507", msg, p))
             return same_nfc
         same_case: bytes | None = sql.one(
@@ -826,7 +814,7 @@ class _Validation:
         )
         if same_case is not None:
             msg = (
-                f"listed as {p!r} and as {_s(same_case)!r}; only the latter exists"
+                f"listed as {p!r} and as {name_of(same_case)!r}; only the latter exists"
                 " (names differ in case)"
             )
             self.out.append(warning("BAG507", msg, p))
@@ -848,13 +836,13 @@ class _Validation:
         )
         for raw, algs in rows:
             if not algs:
-                self.out.append(error("BAG502", "not listed in any payload manifest", _s(raw)))
+                self.out.append(error("BAG502", "not listed in any payload manifest", name_of(raw)))
                 continue
             listed_in = set(algs.split(","))
             missing = [manifests[a] for a in manifests if a not in listed_in]
             if missing:
                 msg = f"not listed in {', '.join(missing)}"
-                self.out.append(by_version(self.strict, "BAG503", msg, _s(raw)))
+                self.out.append(by_version(self.strict, "BAG503", msg, name_of(raw)))
         junk = sorted(
             p
             for (raw,) in db.execute(
@@ -862,7 +850,7 @@ class _Validation:
                 f" UNION SELECT path FROM listed WHERE {_MAYBE_JUNK}",
                 _JUNK_HINTS * 2,
             )
-            if is_junk(p := _s(raw))
+            if is_junk(p := name_of(raw))
         )
         for p in junk:
             msg = "operating-system junk file in the payload"
@@ -916,7 +904,7 @@ class _Validation:
         # listed under, biggest first, streamed from the database
         marks = ", ".join("?" * len(supported))
         payload_work = (
-            (_s(disk), str(self.root / _s(disk)), tuple(sorted(algs.split(","))), size)
+            (name_of(disk), str(self.root / name_of(disk)), tuple(sorted(algs.split(","))), size)
             for disk, size, algs in db.execute(
                 "SELECT l.disk, d.size, group_concat(DISTINCT g.alg) FROM listed l"
                 " JOIN disk d ON d.path = l.disk JOIN digests g ON g.path = l.path"
@@ -936,7 +924,7 @@ class _Validation:
             if result is None:
                 found.append(error("BAG703", f"cannot read: {problem or 'unreadable'}", rel))
             elif rel.startswith(PAYLOAD_DIR + "/"):
-                key = _b(rel)
+                key = name_key(rel)
                 batch.extend((key, alg, digest) for alg, digest in result.items())
                 if len(batch) >= WRITE_BATCH:
                     flush()
@@ -948,9 +936,9 @@ class _Validation:
             " JOIN digests g ON g.path = l.path"
             " JOIN computed c ON c.path = l.disk AND c.alg = g.alg WHERE c.digest != g.digest"
         ):
-            where = f" (file on disk: {_s(disk)})" if disk != listed else ""
+            where = f" (file on disk: {name_of(disk)})" if disk != listed else ""
             msg = f"{alg} is {got}, {self.manifest_files[alg]} says {expected}{where}"
-            found.append(error("BAG701", msg, _s(listed)))
+            found.append(error("BAG701", msg, name_of(listed)))
         for path, alg, expected, manifest in tag_checks:
             got = tag_computed.get(path, {}).get(alg)
             if got is None or got == expected:

@@ -60,7 +60,6 @@ import lzma
 import os
 import re
 import shutil
-import sqlite3
 import stat
 import struct
 import tarfile
@@ -80,6 +79,7 @@ from preservation.errors import ArchiveError, ArchiveRefused, PreservationError,
 from preservation.hashing import BLOCK_SIZE
 from preservation.ingest.findings import CheckDef, Finding, Result, define
 from preservation.paths import path_problem
+from preservation.scratch import name_key, open_scratch
 
 ArchiveKind = Literal["zip", "tar", "tar.gz", "tar.bz2", "tar.xz", "tar.zst"]
 
@@ -438,8 +438,7 @@ class _Tree:
     _FILE, _DIR = 0, 1
 
     def __init__(self) -> None:
-        self._db = sqlite3.connect("", isolation_level=None)
-        self._db.execute("PRAGMA cache_size=-2000")
+        self._db = open_scratch()
         self._db.execute(
             "CREATE TABLE seen (path BLOB PRIMARY KEY, kind INTEGER NOT NULL) WITHOUT ROWID"
         )
@@ -448,7 +447,7 @@ class _Tree:
         self._pending = 0
 
     def _kind(self, path: str) -> int | None:
-        row = self._db.execute("SELECT kind FROM seen WHERE path = ?", (_key(path),)).fetchone()
+        row = self._db.execute("SELECT kind FROM seen WHERE path = ?", (name_key(path),)).fetchone()
         return None if row is None else int(row[0])
 
     def add(self, rel: str, is_dir: bool) -> str | None:
@@ -467,9 +466,9 @@ class _Tree:
                 return "is given twice (the second copy would overwrite the first)"
             if kind == self._DIR:
                 return f"{rel!r} is both a file and a folder"
-        rows = [(_key(rel), self._DIR if is_dir else self._FILE)]
+        rows = [(name_key(rel), self._DIR if is_dir else self._FILE)]
         if parents != self._parents:
-            rows += [(_key(p), self._DIR) for p in parents]
+            rows += [(name_key(p), self._DIR) for p in parents]
             self._parents = parents
         self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", rows)
         self._pending += 1
@@ -481,10 +480,6 @@ class _Tree:
 
     def close(self) -> None:
         self._db.close()
-
-
-def _key(path: str) -> bytes:
-    return path.encode("utf-8", "surrogateescape")
 
 
 def _plausible_chinese(text: str) -> bool:

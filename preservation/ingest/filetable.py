@@ -17,7 +17,6 @@ NFC normalisation only the first is kept. Iterating a table gives the kept files
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -25,18 +24,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from preservation.scratch import name_key, name_of, open_scratch
+
 PAGE = 1000  # rows read per query
 WRITE_BATCH = 1000  # rows buffered before an insert
-
-
-def _b(text: str) -> bytes:
-    """Names are kept as bytes (UTF-8; a received name that is not valid UTF-8 keeps its
-    bytes through surrogate escapes). Byte order is code-point order for valid UTF-8."""
-    return text.encode("utf-8", "surrogateescape")
-
-
-def _s(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
 
 
 def _mtime(ts: float) -> datetime | None:
@@ -133,11 +124,8 @@ class FileTable:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db = open_scratch(path, shared=True)
         self._lock = threading.RLock()
-        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-2000",
-                       "temp_store=FILE"):  # fmt: skip
-            self._db.execute(f"PRAGMA {pragma}")
         for stmt in _SCHEMA:
             self._db.execute(stmt)
         self._pending: list[tuple[bytes, bytes, bytes, int, float | None]] = []
@@ -149,7 +137,9 @@ class FileTable:
         """Add a discovered file (buffered; any read flushes)."""
         if self._sealed:
             raise RuntimeError("the file table is sealed")
-        self._pending.append((_b(f.path), _b(f.original_name), _b(f.source), f.size, f._mtime))
+        self._pending.append(
+            (name_key(f.path), name_key(f.original_name), name_key(f.source), f.size, f._mtime)
+        )
         if len(self._pending) >= WRITE_BATCH:
             self._flush()
 
@@ -183,11 +173,11 @@ class FileTable:
 
     def remove(self, paths: Iterable[str]) -> None:
         """Take files out altogether (they are not payload: e.g. checksum files)."""
-        self._update("DELETE FROM files WHERE path = ?", (_b(p) for p in paths))
+        self._update("DELETE FROM files WHERE path = ?", (name_key(p) for p in paths))
 
     def exclude(self, paths: Iterable[str]) -> None:
         """Keep files out of the AIP (junk, unstorable names); they stay discovered."""
-        self._update("UPDATE files SET kept = 0 WHERE path = ?", (_b(p) for p in paths))
+        self._update("UPDATE files SET kept = 0 WHERE path = ?", (name_key(p) for p in paths))
 
     def keep_first_of_equal_paths(self) -> None:
         """Of several received names that are one path (after NFC), keep the first."""
@@ -210,7 +200,7 @@ class FileTable:
     def add_supplied(self, path: str, algorithm: str, digest: str) -> str | None:
         """Record a supplied digest of ``path``; returns the other digest already
         supplied for the same file and algorithm when it differs (nothing recorded)."""
-        key = _b(path)
+        key = name_key(path)
         with self._lock:
             row = self._db.execute(
                 "SELECT digest FROM supplied WHERE path = ? AND alg = ?", (key, algorithm)
@@ -227,7 +217,7 @@ class FileTable:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT OR REPLACE INTO supplied VALUES (?, ?, ?)",
-                ((_b(p), alg, digest) for p, alg, digest in rows),
+                ((name_key(p), alg, digest) for p, alg, digest in rows),
             )
             self._db.execute("COMMIT")
 
@@ -253,7 +243,12 @@ class FileTable:
                 rows = self._db.execute(sql, (*after, PAGE)).fetchall()
             for _seq, path, original, source, size, mtime, supplied in rows:
                 yield TransferFile(
-                    _s(path), _s(original), size, _s(source), mtime, _digests(supplied)
+                    name_of(path),
+                    name_of(original),
+                    size,
+                    name_of(source),
+                    mtime,
+                    _digests(supplied),
                 )
             if len(rows) < PAGE:
                 return
@@ -270,7 +265,10 @@ class FileTable:
     def __contains__(self, path: object) -> bool:
         if not isinstance(path, str):
             return False
-        return self._scalar("SELECT count(*) FROM files WHERE path = ? AND kept = 1", _b(path)) > 0
+        return (
+            self._scalar("SELECT count(*) FROM files WHERE path = ? AND kept = 1", name_key(path))
+            > 0
+        )
 
     def get(self, path: str) -> TransferFile | None:
         """The kept file at ``path`` (the first received, when several names are one)."""
@@ -278,12 +276,14 @@ class FileTable:
         with self._lock:
             row = self._db.execute(
                 f"SELECT {_COLUMNS} FROM files WHERE path = ? AND kept = 1 ORDER BY seq LIMIT 1",
-                (_b(path),),
+                (name_key(path),),
             ).fetchone()
         if row is None:
             return None
         _seq, _p, original, source, size, mtime = row
-        return TransferFile(path, _s(original), size, _s(source), mtime, self.supplied_for(path))
+        return TransferFile(
+            path, name_of(original), size, name_of(source), mtime, self.supplied_for(path)
+        )
 
     @property
     def bytes(self) -> int:
@@ -292,7 +292,7 @@ class FileTable:
     def supplied_for(self, path: str) -> dict[str, str]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT alg, digest FROM supplied WHERE path = ?", (_b(path),)
+                "SELECT alg, digest FROM supplied WHERE path = ?", (name_key(path),)
             ).fetchall()
         return {str(a): str(d) for a, d in rows}
 
@@ -312,7 +312,7 @@ class FileTable:
         while True:
             with self._lock:
                 rows = [bytes(r[0]) for r in self._db.execute(sql, (after, PAGE))]
-            yield from (_s(r) for r in rows)
+            yield from (name_of(r) for r in rows)
             if len(rows) < PAGE:
                 return
             after = rows[-1]
@@ -356,7 +356,7 @@ class SuppliedDigests(Mapping[str, dict[str, str]]):
                         (after, PAGE),
                     )
                 ]
-            yield from (_s(r) for r in rows)
+            yield from (name_of(r) for r in rows)
             if len(rows) < PAGE:
                 return
             after = rows[-1]

@@ -25,7 +25,6 @@ macOS (PATH-006, warning). Both names are given in the evidence.
 
 from __future__ import annotations
 
-import sqlite3
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -35,6 +34,7 @@ from preservation.config import IngestSettings
 from preservation.ingest.archives import show
 from preservation.ingest.findings import CheckDef, Finding, define
 from preservation.paths import MAX_SEGMENT_BYTES, path_problem
+from preservation.scratch import open_scratch
 
 UNSAFE = define("PATH-001", "integrity", "File names are safe", "文件名安全", 10)
 SYMLINK = define("PATH-002", "security", "No symbolic links", "不含符号链接", 5)
@@ -272,8 +272,7 @@ class _CaseGroups:
     _FILE, _FOLDER = 0, 1
 
     def __init__(self) -> None:
-        self._db = sqlite3.connect("", isolation_level=None)
-        self._db.execute("PRAGMA cache_size=-2000")
+        self._db = open_scratch()
         self._db.execute(
             "CREATE TABLE names (kind INTEGER, folded TEXT, path TEXT,"
             " PRIMARY KEY (kind, path)) WITHOUT ROWID"

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from preservation.scratch import open_scratch
+
 
 @dataclass(frozen=True)
 class DigestedFile:
@@ -29,10 +31,7 @@ class DigestedFile:
 class WorkIndex:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=OFF")
-        self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("PRAGMA cache_size=-2000")  # KiB: bounded page cache
+        self._db = open_scratch(path, shared=True)
         self._db.execute("CREATE TABLE content (path TEXT, size INTEGER, sha256 TEXT)")
         self._db.execute(
             "CREATE TABLE staged (key TEXT PRIMARY KEY, expected INTEGER, found INTEGER)"
