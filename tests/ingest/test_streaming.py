@@ -46,6 +46,22 @@ def test_worker_processes_find_what_the_ingest_process_finds(tmp_path: Path) -> 
     assert 0 < pool.worker_peak_kb < 400 * 1024
 
 
+def test_workers_start_with_the_siegfried_gc_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Go reads GOGC from the environment a process was started with (what
+    # /proc/PID/environ shows), not from os.environ changed later in that process.
+    monkeypatch.delenv("GOGC", raising=False)
+    source = T.make_folder_transfer(tmp_path)
+    with Examiner(workers=1, files=examine.IN_PROCESS_BELOW) as pool:
+        pool.submit(_items(source)).result()
+        pids = list(pool._pool._processes) if pool._pool is not None else []
+        assert pids
+        for pid in pids:
+            started_with = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            assert f"GOGC={examine.SIEGFRIED_GOGC}".encode() in started_with
+
+
 def test_a_small_transfer_is_examined_in_process(tmp_path: Path) -> None:
     source = T.make_folder_transfer(tmp_path)
     with Examiner(workers=2, files=examine.IN_PROCESS_BELOW - 1) as pool:
