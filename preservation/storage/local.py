@@ -293,13 +293,7 @@ class LocalStore(Store):
         fd = self._create_temp(tmp, key)
         try:
             hasher = self._write_temp(fd, stream, algs, key, sync, size=size)
-            label = f"{self.name}:{key}"
-            if size is not None and hasher.size != size:
-                raise DigestMismatch(
-                    path=label, algorithm="size", expected=str(size), found=str(hasher.size)
-                )
-            found = hasher.hexdigests()
-            verify_digests(label, expected, found)
+            found = self._verified(hasher, key, expected, size)
             try:
                 tmp.chmod(READ_ONLY)
                 st = tmp.stat()
@@ -324,6 +318,20 @@ class LocalStore(Store):
                 pass
             raise
         return ObjectInfo(key=key, size=hasher.size, digests=found, last_modified=_mtime(st))
+
+    def _verified(
+        self, hasher: MultiHasher, key: str, expected: Mapping[str, str], size: int | None
+    ) -> dict[str, str]:
+        """The digests of what was written, once its size and the expected digests
+        agree (DigestMismatch otherwise)."""
+        label = f"{self.name}:{key}"
+        if size is not None and hasher.size != size:
+            raise DigestMismatch(
+                path=label, algorithm="size", expected=str(size), found=str(hasher.size)
+            )
+        found = hasher.hexdigests()
+        verify_digests(label, expected, found)
+        return found
 
     def _create_anonymous(self, folder: Path, key: str) -> int | None:
         """Make the folders and open an anonymous file in ``folder``; None when this
@@ -366,13 +374,7 @@ class LocalStore(Store):
         on any error the file vanishes with its descriptor."""
         try:
             hasher = self._write_temp(fd, stream, algs, key, sync, close=False, size=size)
-            label = f"{self.name}:{key}"
-            if size is not None and hasher.size != size:
-                raise DigestMismatch(
-                    path=label, algorithm="size", expected=str(size), found=str(hasher.size)
-                )
-            found = hasher.hexdigests()
-            verify_digests(label, expected, found)
+            found = self._verified(hasher, key, expected, size)
             try:
                 st = os.fstat(fd)
             except OSError as e:
