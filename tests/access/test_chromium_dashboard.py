@@ -63,13 +63,22 @@ def attributes(rows: Any, name: str) -> list[str]:
     return [str(rows.nth(i).get_attribute(name)) for i in range(rows.count())]
 
 
+def follow(page: Any, selector: str) -> None:
+    """Click a link or submit button and wait until the page it opens has loaded.
+
+    A bare ``click`` returns once the click is dispatched; reading the title or the
+    content straight after it can see a page that is still blank.
+    """
+    with page.expect_navigation(wait_until="load"):
+        page.click(selector)
+
+
 def sign_in(page: Any, base_url: str, world: World, role: str, start: str) -> None:
     page.goto(base_url + start)
     assert "/login" in page.url  # not signed in: sent to the form, with ?next=
     page.fill("#name", f"{role}1")
     page.fill("#token", world.tokens[role])
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
+    follow(page, "button[type=submit]")
     assert page.url.startswith(base_url + start), page.url
 
 
@@ -100,7 +109,7 @@ def test_staff_session_without_javascript(
         chart_drawn(page, "#chart-copies")
         shot(page, shots, "staff-overview-en")
 
-        page.click("nav >> text=Replication health")
+        follow(page, "nav >> text=Replication health")
         offsite = page.locator("#stores tr[data-store='offsite'] td[data-col]")
         replicated = sum(a.replicated for a in world.aips)
         pending = len(world.aips) - replicated
@@ -110,26 +119,26 @@ def test_staff_session_without_javascript(
         chart_drawn(page, "#chart-replication")
         shot(page, shots, "staff-replication")
 
-        page.click("nav >> text=Audits")
+        follow(page, "nav >> text=Audits")
         assert figure(page, "checks-passed") == "3" and figure(page, "checks-failed") == "0"
         assert figure(page, "incidents") == str(len(world.incidents))
         chart_drawn(page, "#chart-audits")
         shot(page, shots, "staff-audits")
 
-        page.click("nav >> text=Formats")
+        follow(page, "nav >> text=Formats")
         assert figure(page, "files") == str(sum(a.files for a in world.aips))
         chart_drawn(page, "#chart-formats")
         shot(page, shots, "staff-formats")
 
-        page.click("nav >> text=Ingest history")
+        follow(page, "nav >> text=Ingest history")
         assert figure(page, "ingests") == str(len(world.aips) + 1)
         secret = next(a for a in world.aips if not a.public)
         assert page.locator(f"tr[data-aip='{secret.aip}']").count() == 1
         shot(page, shots, "staff-ingests")
-        page.click(f"tr[data-aip='{secret.aip}'] a")
+        follow(page, f"tr[data-aip='{secret.aip}'] a")
         assert page.inner_text("td[data-col='files']") == str(secret.files)
         shot(page, shots, "staff-ingest-job")
-        page.click("#report-link")
+        follow(page, "#report-link")
         assert "四性检测报告" in page.title() and secret.aip in page.content()
         shot(page, shots, "staff-ingest-report")
 
@@ -151,7 +160,7 @@ def test_reader_session_sees_public_figures_only(
         assert page.inner_text("h1") == "文件格式"  # Accept-Language zh-CN
         assert figure(page, "files") == str(sum(a.files for a in world.aips if a.public))
         shot(page, shots, "reader-formats")
-        page.click("nav >> text=概览")
+        follow(page, "nav >> text=概览")
         want = expected(world, sees_restricted=False)
         for key, value in want.items():
             assert figure(page, key) == str(value), key
@@ -159,7 +168,7 @@ def test_reader_session_sees_public_figures_only(
         nav = page.locator("nav a").all_inner_texts()
         assert "副本健康" not in nav and "审计" not in nav
         shot(page, shots, "reader-overview")
-        page.click("nav >> text=接收记录")
+        follow(page, "nav >> text=接收记录")
         shown = set(attributes(page.locator("#ingests tbody tr"), "data-aip"))
         assert shown == {a.aip for a in world.aips if a.public}
         shot(page, shots, "reader-ingests")
@@ -174,7 +183,7 @@ def test_reader_session_sees_public_figures_only(
         page.goto(base_url + "/logout")
         assert page.locator("form[action='/logout'] button#sign-out").count() == 1
         page.goto(base_url + "/dashboard/")
-        page.click("header #sign-out")
+        follow(page, "header #sign-out")
         assert "/login" in page.url
         page.goto(base_url + "/dashboard/")
         assert "/login" in page.url  # signed out: back to the sign-in form
