@@ -32,7 +32,7 @@ import shutil
 import socket
 import tempfile
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from itertools import islice
@@ -48,6 +48,7 @@ from preservation.ingest.finding_store import FindingStore
 from preservation.ingest.spool import EntrySpool
 from preservation.ingest.work_index import WorkIndex
 from preservation.jobs import process_alive, software_agent
+from preservation.metadata.records import RecordTable
 from preservation.model import Agent, Event, FileEntry, Record, new_uuid, utcnow
 from preservation.paths import join_key
 from preservation.progress import Reporter, Silent
@@ -152,7 +153,8 @@ class _Ingest:
         self.agents = _agents(repo, self.submitter)
         self.software = self.agents[0].identifier
         self.events: list[Event] = []
-        self.records: list[Record] = []
+        # the catalogue sheet's records, linked to files: on disk (empty without a sheet)
+        self.records: Sequence[Record] | RecordTable = []
         self.work = Path(
             tempfile.mkdtemp(prefix=f"ingest-{self.job_id}-", dir=self._staging_root())
         )
@@ -221,7 +223,7 @@ class _Ingest:
         if self.req.sheet is not None:
             from preservation.ingest.sheet import check_sheet, read_sheet
 
-            sheet = read_sheet(self.req.sheet)
+            sheet = read_sheet(self.req.sheet, self.work / "records.sqlite")
             sheet_findings, self.records = check_sheet(
                 sheet, self.files, self.settings, register=self.register
             )
@@ -230,7 +232,12 @@ class _Ingest:
             from preservation.ingest.register import check_register
 
             self.findings.extend(check_register(self.register, self.files, []))
-        self.row_of: dict[str, int] = {p: r.row for r in self.records for p in r.files}
+
+    def _row_of(self, path: str) -> int | None:
+        """The sheet row of the record ``path`` belongs to (the last, if several)."""
+        if isinstance(self.records, RecordTable):
+            return self.records.row_of(path)
+        return None
 
     # ------------------------------------------------------------------ 3. stream
     def stream(self) -> None:
@@ -261,7 +268,7 @@ class _Ingest:
                 digests=digests,
                 source=src,
                 original_name=f.original_name if f.original_name != f.path else None,
-                record_row=self.row_of.get(f.path),
+                record_row=self._row_of(f.path),
                 supplied_digests=f.supplied,
             )
 
@@ -462,7 +469,7 @@ class _Ingest:
             ext = ext[0] if ext else None
         if ext:
             return str(ext)
-        return shared_reference_code([r.reference_code for r in self.records])
+        return shared_reference_code(r.reference_code for r in self.records)
 
     # ------------------------------------------------------------------ 5. package
     def package(self) -> list[Any]:
@@ -543,7 +550,8 @@ class _Ingest:
     @property
     def title(self) -> str:
         if len(self.records) == 1:
-            return self.records[0].fields.get("title") or str(self.transfer.name)
+            first = next(iter(self.records))
+            return first.fields.get("title") or str(self.transfer.name)
         return str(self.transfer.name)
 
     @functools.cached_property
@@ -555,12 +563,19 @@ class _Ingest:
         d: dict[str, str] = {"title": self.title, "transfer": self.transfer.name}
         if self.reference_code:
             d["reference_code"] = self.reference_code
+        records = self.records
         for key in ("fonds", "year", "retention", "creator", "security_level", "open_status"):
-            values = sorted({r.fields.get(key, "") for r in self.records} - {""})
+            if isinstance(records, RecordTable):
+                values = records.distinct(key)
+            else:
+                values = sorted({r.fields.get(key, "").strip() for r in records} - {""})
             if values:
                 d[key] = "; ".join(values)
         # 日期: the one shared value, and the span of all (ISO) for date searches
-        d.update(date_fields(r.fields.get("date", "") for r in self.records))
+        if isinstance(records, RecordTable):
+            d.update(date_fields(records.values("date")))
+        else:
+            d.update(date_fields(r.fields.get("date", "") for r in records))
         return d
 
     @property
@@ -683,7 +698,7 @@ class _Ingest:
                 events=self.events,
                 agents=self.agents,
                 batch_size=self.repo.config.settings.catalog.batch_size,
-                record_codes={r.row: r.reference_code for r in self.records if r.reference_code},
+                record_codes=self._record_codes(),
             )
             q.set_job_state(
                 s,
@@ -691,6 +706,11 @@ class _Ingest:
                 "finalising",
                 result={"aip": self.aip_id, "committed": True, "received": self._received},
             )
+
+    def _record_codes(self) -> Mapping[int, str]:
+        if isinstance(self.records, RecordTable):
+            return self.records.reference_codes()
+        return {r.row: r.reference_code for r in self.records if r.reference_code}
 
     # ------------------------------------------------------------------ run
     def run(self) -> Receipt:
@@ -753,6 +773,8 @@ class _Ingest:
         finally:
             self.spool.close()
             self.index.close()
+            if isinstance(self.records, RecordTable):
+                self.records.close()
             if self.transfer is not None:
                 self.transfer.cleanup()  # the file table and any unpacked archive
             shutil.rmtree(self.work, ignore_errors=True)
@@ -791,7 +813,11 @@ class _Ingest:
         summary: dict[str, int] = {}
         for check in self.report.checks_used().values():
             summary[check["result"]] = summary.get(check["result"], 0) + 1
-        volumes = sum(1 for r in self.records if r.level == "volume")
+        records = self.records
+        if isinstance(records, RecordTable):
+            volumes = records.count("volume")
+        else:
+            volumes = sum(1 for r in records if r.level == "volume")
         not_passed = (f for f in self.findings if f.result != "pass")
         total = len(self.findings) - self.findings.count(result="pass")
         return Receipt(
@@ -828,18 +854,21 @@ def _digest_size(path: Path, algorithms: Iterable[str]) -> tuple[int, dict[str, 
 
 
 def shared_reference_code(codes: Iterable[str]) -> str:
-    """The longest common leading run of whole levels ('-'-separated) of the codes."""
-    split = [c.split("-") for c in codes if c]
-    if not split:
-        return ""
-    if len(split) == 1:
-        return "-".join(split[0])
-    common: list[str] = []
-    for parts in zip(*split, strict=False):
-        if len(set(parts)) != 1:
-            break
-        common.append(parts[0])
-    return "-".join(common)
+    """The longest common leading run of whole levels ('-'-separated) of the codes
+    (read once: the codes may come from a table on disk)."""
+    common: list[str] | None = None
+    for code in codes:
+        if not code:
+            continue
+        parts = code.split("-")
+        if common is None:
+            common = parts
+            continue
+        n = 0
+        while n < min(len(common), len(parts)) and common[n] == parts[n]:
+            n += 1
+        del common[n:]
+    return "" if common is None else "-".join(common)
 
 
 def _batches(items: Iterable[Any], n: int, nbytes: int | None = None) -> Iterator[list[Any]]:

@@ -15,7 +15,7 @@ import json
 import re
 import tomllib
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,7 +190,7 @@ def read_register(path: Path) -> TransferRegister:
 
 
 def check_register(
-    register: TransferRegister, files: Sequence[Any], records: Sequence[Record]
+    register: TransferRegister, files: Iterable[Any], records: Iterable[Record]
 ) -> list[Finding]:
     """Compare the register's totals with the files and the catalogue records received.
 
@@ -213,8 +213,12 @@ def check_register(
             )
         )
 
-    compare(FILES, "files", register.files, len(files), "the transfer has")
-    compare(BYTES, "bytes", register.bytes, sum(int(f.size) for f in files), "the files hold")
+    count = size = 0
+    for f in files:
+        count += 1
+        size += int(f.size)
+    compare(FILES, "files", register.files, count, "the transfer has")
+    compare(BYTES, "bytes", register.bytes, size, "the files hold")
 
     wanted = [
         (ITEMS, register.items, "items (件)"),
@@ -234,34 +238,42 @@ def check_register(
                 )
         return findings
 
-    items = [r for r in records if r.level == "item"]
-    volumes = [r for r in records if r.level == "volume"]
-    compare(ITEMS, "items (件)", register.items, len(items), "the sheet has")
-    compare(VOLUMES, "volumes (卷)", register.volumes, len(volumes), "the sheet has")
+    # one pass over the records (they may be a table on disk)
+    items = volumes = pages = without_pages = 0
+    others: list[Record] = []
+    more = 0
+    for r in records:
+        if r.level == "volume":
+            volumes += 1
+        else:
+            items += 1
+            page_count = r.fields.get("pages", "").strip()
+            if page_count.isdigit():
+                pages += int(page_count)
+            else:
+                without_pages += 1
+        if register.fonds and r.fields.get("fonds", "").strip() not in ("", register.fonds):
+            if len(others) < 50:
+                others.append(r)
+            else:
+                more += 1
+    compare(ITEMS, "items (件)", register.items, items, "the sheet has")
+    compare(VOLUMES, "volumes (卷)", register.volumes, volumes, "the sheet has")
     if register.pages is not None:
-        counted = [r for r in items if r.fields.get("pages", "").strip().isdigit()]
-        total = sum(int(r.fields["pages"].strip()) for r in counted)
-        gap = len(items) - len(counted)
         note = "the sheet's 页数 add up to"
-        if gap:
-            note = f"the sheet's 页数 ({gap} item row(s) without one) add up to"
-        compare(PAGES, "pages", register.pages, total, note)
-    if register.fonds:
-        others = [
-            r for r in records if r.fields.get("fonds", "").strip() not in ("", register.fonds)
-        ]
-        for r in others[:50]:
-            findings.append(
-                Finding(
-                    FONDS.code,
-                    "fail",
-                    f"row {r.row}: 全宗号 {r.fields.get('fonds')!r} differs from the register's"
-                    f" {register.fonds!r}",
-                    row=r.row,
-                )
+        if without_pages:
+            note = f"the sheet's 页数 ({without_pages} item row(s) without one) add up to"
+        compare(PAGES, "pages", register.pages, pages, note)
+    for r in others:
+        findings.append(
+            Finding(
+                FONDS.code,
+                "fail",
+                f"row {r.row}: 全宗号 {r.fields.get('fonds')!r} differs from the register's"
+                f" {register.fonds!r}",
+                row=r.row,
             )
-        if len(others) > 50:
-            findings.append(
-                Finding(FONDS.code, "fail", f"{len(others) - 50} more rows with another 全宗号")
-            )
+        )
+    if more:
+        findings.append(Finding(FONDS.code, "fail", f"{more} more rows with another 全宗号"))
     return findings

@@ -33,8 +33,7 @@ import json
 import re
 import unicodedata
 import zipfile
-from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from functools import lru_cache
@@ -47,8 +46,10 @@ from preservation.hashing import BLOCK_SIZE
 from preservation.ingest import refcode
 from preservation.ingest.findings import CheckDef, Finding, Result, define
 from preservation.ingest.register import TransferRegister, check_register
+from preservation.metadata.records import RecordTable
 from preservation.model import ARCHIVAL_FIELDS, Record
 from preservation.paths import nfc
+from preservation.scratch import name_key, name_of
 
 # --------------------------------------------------------------------------- checks
 
@@ -283,7 +284,7 @@ class SheetData:
     header_row: int
     columns: dict[str, int]  # canonical key -> 0-based column index
     headers: list[str]  # header texts as found
-    records: list[Record]
+    records: RecordTable  # on disk; check_sheet links them to files
     findings: list[Finding] = field(default_factory=list)
 
 
@@ -373,13 +374,15 @@ def _normalise_level(value: str) -> str:
 class _RowBuilder:
     """Turns header + data rows into SheetData (shared by CSV and XLSX)."""
 
-    def __init__(self, path: Path, header_row: int, header: Sequence[str]) -> None:
+    def __init__(
+        self, path: Path, header_row: int, header: Sequence[str], table: RecordTable
+    ) -> None:
         self.path = path
         self.header_row = header_row
         self.headers = [h.strip() for h in header]
         self.columns: dict[str, int] = {}
         self.findings: list[Finding] = []
-        self.records: list[Record] = []
+        self.records = table
         for idx, text in enumerate(self.headers):
             if not text:
                 continue
@@ -430,7 +433,7 @@ class _RowBuilder:
             values[key] = raw.strip()
         if "level" in values:
             values["level"] = _normalise_level(values["level"])
-        self.records.append(Record(row=row_number, fields=values))
+        self.records.add(Record(row=row_number, fields=values))
 
 
 def _find_header(rows: Sequence[Sequence[str]]) -> tuple[int, int]:
@@ -451,7 +454,7 @@ def _no_header(path: Path, how: str) -> SheetUnreadable:
     )
 
 
-def _read_csv(path: Path) -> SheetData:
+def _read_csv(path: Path, table: RecordTable) -> SheetData:
     encoding = _csv_encoding(path)
     with path.open(encoding=encoding, newline="") as f:
         sample = f.read(SNIFF_CHARS)  # the first rows, without reading a huge line whole
@@ -474,7 +477,7 @@ def _read_csv(path: Path) -> SheetData:
                 if number - 1 < header_idx:
                     continue
                 if builder is None:
-                    builder = _RowBuilder(path, number, row)
+                    builder = _RowBuilder(path, number, row, table)
                     continue
                 builder.add(number, row)
     except csv.Error as e:
@@ -488,7 +491,7 @@ def _read_csv(path: Path) -> SheetData:
         header_row=builder.header_row,
         columns=builder.columns,
         headers=builder.headers,
-        records=builder.records,
+        records=builder.records.flush(),
         findings=builder.findings,
     )
 
@@ -601,7 +604,7 @@ def _xlsx_rows(ws: Any) -> Iterator[tuple[int, list[str], list[Any]]]:
         yield number, [_cell_text(c.value) for c in row], list(row)
 
 
-def _read_xlsx(path: Path) -> SheetData:
+def _read_xlsx(path: Path, table: RecordTable) -> SheetData:
     import openpyxl
 
     findings = _inspect_xlsx(path)
@@ -623,7 +626,7 @@ def _read_xlsx(path: Path) -> SheetData:
         idx, score = _find_header([c for _, c in head])
         if score < 2:
             raise _no_header(path, f"worksheet {ws.title!r}")
-        builder = _RowBuilder(path, head[idx][0], head[idx][1])
+        builder = _RowBuilder(path, head[idx][0], head[idx][1], table)
         for number, cells in head[idx + 1 :]:
             builder.add(number, cells)
         for number, cells, _ in rows:
@@ -655,23 +658,34 @@ def _read_xlsx(path: Path) -> SheetData:
         header_row=builder.header_row,
         columns=builder.columns,
         headers=builder.headers,
-        records=builder.records,
+        records=builder.records.flush(),
         findings=findings + builder.findings,
     )
 
 
-def read_sheet(path: Path) -> SheetData:
-    """Read a catalogue sheet; raises SheetUnreadable (SHT001) when it cannot be read."""
+def read_sheet(path: Path, records: Path | None = None) -> SheetData:
+    """Read a catalogue sheet; raises SheetUnreadable (SHT001) when it cannot be read.
+
+    The rows go into a :class:`~preservation.metadata.records.RecordTable` at
+    ``records`` (a scratch database file; a private temporary one when None).
+    """
     try:
         with path.open("rb") as f:
             magic = f.read(8)
     except OSError as e:
         raise _unreadable(path, f"cannot open: {e.strerror}") from e
-    if magic.startswith(b"PK\x03\x04"):
-        return _read_xlsx(path)
     if magic.startswith(b"\xd0\xcf\x11\xe0"):
         raise _unreadable(path, "legacy .xls workbooks are not read; save it as .xlsx or CSV")
-    return _read_csv(path)
+    if records is not None:
+        records.unlink(missing_ok=True)
+    table = RecordTable(records)
+    try:
+        if magic.startswith(b"PK\x03\x04"):
+            return _read_xlsx(path, table)
+        return _read_csv(path, table)
+    except BaseException:
+        table.close(remove=True)
+        raise
 
 
 # --------------------------------------------------------------------------- value checks
@@ -729,13 +743,13 @@ class _Context:
     settings: IngestSettings
     vocab: dict[str, Vocabulary]
     findings: list[Finding] = field(default_factory=list)
-    codes: dict[int, refcode.RefCode] = field(default_factory=dict)  # row -> parsed code
 
     def add(self, check: CheckDef, result: Result, message: str, **kw: Any) -> None:
         self.findings.append(Finding(check.code, result, message, **kw))
 
 
-def _check_row(ctx: _Context, rec: Record) -> None:
+def _check_row(ctx: _Context, rec: Record) -> refcode.RefCode | None:
+    """The checks of one row on its own; returns its reference code, parsed."""
     f = rec.fields
     r = rec.row
     cols = ctx.sheet.columns
@@ -811,7 +825,7 @@ def _check_row(ctx: _Context, rec: Record) -> None:
 
     text = f.get("reference_code", "")
     if not text:
-        return
+        return None
     code = refcode.parse(text, ctx.settings, fonds=f.get("fonds") or None)
     if code is None:
         ctx.add(
@@ -820,8 +834,7 @@ def _check_row(ctx: _Context, rec: Record) -> None:
             " (e.g. Z109-WS·2011-Y-BGS-0001)",
             row=r,
         )  # fmt: skip
-        return
-    ctx.codes[r] = code
+        return None
     if code.notes:
         ctx.add(
             REFCODE, "warn",
@@ -829,6 +842,7 @@ def _check_row(ctx: _Context, rec: Record) -> None:
             row=r,
         )  # fmt: skip
     _check_consistency(ctx, rec, code)
+    return code
 
 
 def _check_consistency(ctx: _Context, rec: Record, code: refcode.RefCode) -> None:
@@ -879,93 +893,147 @@ def _ranges(numbers: Sequence[int]) -> str:
     return ", ".join(parts)
 
 
-def _check_numbering(ctx: _Context, records: Sequence[Record], volumes: dict[int, str]) -> None:
-    """Gaps and repeats of 件号 (per group or volume) and 案卷号 (per group)."""
-    groups: dict[tuple[str, str], list[tuple[int, int]]] = defaultdict(list)
-    for rec in records:
-        f = rec.fields
-        code = ctx.codes.get(rec.row)
-        retention = f.get("retention", "")
-        term = ctx.vocab["retention"].lookup(retention) if "retention" in ctx.vocab else None
-        fallback = "-".join(
-            x for x in (f.get("fonds", ""), f.get("year", ""), term.code if term else retention,
-                        f.get("unit", "")) if x
-        )  # fmt: skip
-        group = code.group if code is not None else fallback
-        if rec.level == "volume":
-            own = code.volume_number or code.item_number if code else None
-            number = _int(f.get("volume", "")) or own
-            key = ("案卷号", group)
-        else:
-            number = _int(f.get("item_number", "")) or (code.item_number if code else None)
-            in_volume = volumes.get(rec.row)
-            key = ("件号", f"volume {in_volume}" if in_volume else group)
-        if number is not None and key[1]:
-            groups[key].append((number, rec.row))
-    for (label, group), entries in sorted(groups.items()):
-        entries.sort()
-        seen: dict[int, int] = {}
-        for number, row in entries:
-            if number in seen:
-                ctx.add(
-                    NUMBER_DUPLICATE, "fail",
-                    f"rows {seen[number]} and {row} both have {label} {number} in {group}",
-                    row=row,
-                    details={"group": group, "number": number, "rows": [seen[number], row]},
-                )  # fmt: skip
-            else:
-                seen[number] = row
-        numbers = sorted(seen)
-        for before, after in itertools.pairwise(numbers):
-            if after - before > 1:
-                missing = list(range(before + 1, after))
-                ctx.add(
-                    NUMBER_GAP, "fail",
-                    f"{group}: {label} {_ranges(missing)} missing between row {seen[before]}"
-                    f" ({label} {before}) and row {seen[after]} ({label} {after})",
-                    row=seen[after],
-                    details={"group": group, "missing_from": before + 1, "missing_to": after - 1},
-                )  # fmt: skip
+def _codes(ctx: _Context, table: RecordTable) -> None:
+    """Every row's own checks; what they read of each row's 档号 goes into the table."""
+    retention = ctx.vocab.get("retention")
 
-
-def _resolve_volumes(ctx: _Context, records: Sequence[Record]) -> dict[int, str]:
-    """Item row -> the canonical code of its volume (when the sheet has volume rows)."""
-    volume_rows = [r for r in records if r.level == "volume"]
-    if not volume_rows:
-        return {}
-    by_code: dict[str, str] = {}
-    by_number: dict[tuple[str, str, str, int], str] = {}
-    for v in volume_rows:
-        code = ctx.codes.get(v.row)
-        canonical = code.canonical if code else refcode.normalise(v.reference_code)[0]
-        if not canonical:
-            continue
-        by_code[canonical] = canonical
-        own = code.volume_number or code.item_number if code else None
-        number = _int(v.fields.get("volume", "")) or own
-        if number is not None:
-            key = (v.fields.get("fonds", ""), v.fields.get("year", ""),
-                   v.fields.get("retention", ""), number)  # fmt: skip
-            by_number[key] = canonical
-    out: dict[int, str] = {}
-    for rec in records:
-        value = rec.fields.get("volume", "")
-        if rec.level == "volume" or not value:
-            continue
-        found = by_code.get(refcode.normalise(value)[0])
-        if found is None and _int(value) is not None:
+    def rows() -> Iterator[tuple[Any, ...]]:
+        for seq, rec in table.numbered():
+            code = _check_row(ctx, rec)
             f = rec.fields
-            key = (f.get("fonds", ""), f.get("year", ""), f.get("retention", ""), int(value))
-            found = by_number.get(key)
-        if found is None:
+            link_key = code.canonical if code else refcode.normalise(rec.reference_code)[0]
+            dup_key = code.canonical if code else rec.reference_code.strip()
+            own = (code.volume_number or code.item_number) if code else None
+            number = _int(f.get("volume", "")) or own if rec.level == "volume" else None
+            if code is not None:
+                group = code.group
+            else:
+                value = f.get("retention", "")
+                term = retention.lookup(value) if retention is not None else None
+                group = "-".join(
+                    x for x in (f.get("fonds", ""), f.get("year", ""),
+                                term.code if term else value, f.get("unit", "")) if x
+                )  # fmt: skip
+            yield (link_key or None, dup_key or None, group,
+                   code.item_number if code else None, own, number, seq)  # fmt: skip
+
+    table.many(
+        "UPDATE records SET key = ?, dup_key = ?, grp = ?, code_item = ?, code_volume = ?,"
+        " own_number = ? WHERE seq = ?",
+        rows(),
+    )
+
+
+def _check_duplicates(ctx: _Context, table: RecordTable) -> None:
+    for row, first_row, key in table.query(
+        "SELECT r.row, f.row, r.dup_key FROM records r JOIN records f ON f.seq ="
+        " (SELECT min(x.seq) FROM records x WHERE x.dup_key = r.dup_key)"
+        " WHERE r.dup_key IS NOT NULL AND f.seq < r.seq ORDER BY r.seq"
+    ):
+        ctx.add(
+            DUPLICATE_CODE, "fail",
+            f"rows {first_row} and {row} have the same 档号 {key!r}", row=row,
+            details={"rows": [first_row, row]},
+        )  # fmt: skip
+
+
+def _resolve_volumes(ctx: _Context, table: RecordTable) -> None:
+    """Find the volume (卷) row each item row names in its 案卷号 (by the volume's
+    档号, or by its number within the same 全宗号, 年度 and 保管期限)."""
+    if not table.one("SELECT 1 FROM records WHERE level = 'volume'"):
+        return
+
+    def found() -> Iterator[tuple[str, int]]:
+        for seq, row, fields in table.query(
+            "SELECT seq, row, fields FROM records WHERE level <> 'volume'"
+            " AND coalesce(json_extract(fields, '$.volume'), '') <> '' ORDER BY seq"
+        ):
+            f = json.loads(fields)
+            value = f["volume"]
+            hit = table.one(
+                "SELECT key FROM records WHERE level = 'volume' AND key = ? LIMIT 1",
+                refcode.normalise(value)[0],
+            )
+            if hit is None and _int(value) is not None:
+                hit = table.one(
+                    "SELECT key FROM records WHERE level = 'volume' AND fonds = ? AND year = ?"
+                    " AND own_number = ? AND key IS NOT NULL"
+                    " AND coalesce(json_extract(fields, '$.retention'), '') = ?"
+                    " ORDER BY seq DESC LIMIT 1",
+                    f.get("fonds", "").strip(), f.get("year", "").strip(), int(value),
+                    f.get("retention", ""),
+                )  # fmt: skip
+            if hit is None:
+                ctx.add(
+                    VOLUME_REF, "fail",
+                    f"row {row}: 案卷号 {value!r} matches no volume (卷) row of the sheet",
+                    row=row,
+                )  # fmt: skip
+                continue
+            yield str(hit[0]), seq
+
+    table.many("UPDATE records SET in_volume = ? WHERE seq = ?", found())
+
+
+def _check_numbering(ctx: _Context, table: RecordTable) -> None:
+    """Gaps and repeats of 件号 (per group or volume) and 案卷号 (per group)."""
+
+    def numbers() -> Iterator[tuple[str, str, int, int]]:
+        for row, level, fields, group, code_item, own, in_volume in table.query(
+            "SELECT row, level, fields, grp, code_item, code_volume, in_volume FROM records"
+            " ORDER BY seq"
+        ):
+            f = json.loads(fields)
+            if level == "volume":
+                number = _int(f.get("volume", "")) or own
+                key = ("案卷号", group)
+            else:
+                number = _int(f.get("item_number", "")) or code_item
+                key = ("件号", f"volume {in_volume}" if in_volume else group)
+            if number is not None and key[1]:
+                yield key[0], key[1], number, row
+
+    table.execute("DELETE FROM numbering")
+    table.many("INSERT INTO numbering VALUES (?, ?, ?, ?)", numbers())
+    # sorted by group, then number and row: a repeat follows its first, a gap lies
+    # between two neighbours; a group's repeats are reported before its gaps
+    current: tuple[str, str] | None = None
+    gaps: list[tuple[int, int, int, int]] = []
+    last: tuple[int, int] | None = None  # (number, its first row)
+
+    def close_group() -> None:
+        assert current is not None
+        label, group = current
+        for before, before_row, after, after_row in gaps:
             ctx.add(
-                VOLUME_REF, "fail",
-                f"row {rec.row}: 案卷号 {value!r} matches no volume (卷) row of the sheet",
-                row=rec.row,
+                NUMBER_GAP, "fail",
+                f"{group}: {label} {_ranges(list(range(before + 1, after)))} missing between"
+                f" row {before_row} ({label} {before}) and row {after_row} ({label} {after})",
+                row=after_row,
+                details={"group": group, "missing_from": before + 1, "missing_to": after - 1},
+            )  # fmt: skip
+        gaps.clear()
+
+    for label, group, number, row in table.query(
+        "SELECT label, grp, number, row FROM numbering ORDER BY label, grp, number, row"
+    ):
+        if (label, group) != current:
+            if current is not None:
+                close_group()
+            current, last = (label, group), None
+        if last is not None and number == last[0]:
+            ctx.add(
+                NUMBER_DUPLICATE, "fail",
+                f"rows {last[1]} and {row} both have {label} {number} in {group}",
+                row=row,
+                details={"group": group, "number": number, "rows": [last[1], row]},
             )  # fmt: skip
             continue
-        out[rec.row] = found
-    return out
+        if last is not None and number - last[0] > 1:
+            gaps.append((last[0], last[1], number, row))
+        last = (number, row)
+    if current is not None:
+        close_group()
 
 
 # --------------------------------------------------------------------------- linking
@@ -992,142 +1060,192 @@ def _same_file(f: Any, others: Sequence[Path]) -> bool:
     return any(resolved == o for o in others)
 
 
-def _link(
-    ctx: _Context, records: Sequence[Record], paths: Sequence[str], volumes: dict[int, str]
-) -> None:
-    by_code: dict[str, Record] = {}
-    for rec in records:
-        code = ctx.codes.get(rec.row)
-        key = code.canonical if code else refcode.normalise(rec.reference_code)[0]
-        if key:
-            by_code.setdefault(key, rec)
-    pathset = set(paths)
-    under: dict[str, list[str]] = defaultdict(list)
-    for p in paths:
-        parts = p.split("/")
-        for i in range(1, len(parts)):
-            under["/".join(parts[:i])].append(p)
+def _store_paths(table: RecordTable, files: Iterable[Any], metadata: Sequence[Path]) -> None:
+    """The payload paths to link (the sheet and the register need no row)."""
+    table.execute("DELETE FROM paths")
+    table.many(
+        "INSERT OR IGNORE INTO paths VALUES (?)",
+        ((name_key(str(f.path)),) for f in files if not _same_file(f, metadata)),
+    )
 
-    owners: dict[str, list[int]] = defaultdict(list)
-    files_of: dict[int, list[str]] = defaultdict(list)
-    pages_of: dict[int, list[tuple[int, str]]] = defaultdict(list)
 
-    def link(path: str, rec: Record) -> None:
-        if rec.row not in owners[path]:
-            owners[path].append(rec.row)
-            files_of[rec.row].append(path)
+def _link(ctx: _Context, table: RecordTable) -> None:
+    def exists(p: str) -> bool:
+        return table.one("SELECT 1 FROM paths WHERE path = ?", name_key(p)) is not None
 
-    for rec in records:  # 1. the 文件路径 column
-        value = rec.fields.get("path", "")
-        for piece in PATH_SEPARATORS.split(value):
-            if not piece.strip():
-                continue
-            p = _sheet_path(piece)
-            if p.startswith("data/") and p not in pathset and p not in under:
-                p = p[len("data/") :]
-            if p in pathset:
-                link(p, rec)
-            elif p in under:
-                for q in under[p]:
-                    link(q, rec)
-            else:
-                ctx.add(
-                    PATH_MISSING, "fail",
-                    f"row {rec.row}: 文件路径 {piece.strip()!r} is not a file or folder of the"
-                    " transfer", row=rec.row, file=p,
-                )  # fmt: skip
+    def folder(p: str) -> bool:  # a folder of the transfer: some path lies under it
+        return (
+            table.one(
+                "SELECT 1 FROM paths WHERE path >= ? AND path < ? LIMIT 1",
+                name_key(p + "/"),
+                name_key(p + "0"),  # '0' follows '/'
+            )
+            is not None
+        )
 
-    for p in paths:  # 2. names: <档号>.<ext>, <档号>-<page>.<ext>, folder <档号>/
-        if p in owners:
-            continue
+    table.execute("DELETE FROM links")
+
+    def by_path_column() -> Iterator[tuple[int, str, str | None]]:
+        for seq, row, value in table.query(
+            "SELECT seq, row, json_extract(fields, '$.path') FROM records"
+            " WHERE coalesce(json_extract(fields, '$.path'), '') <> '' ORDER BY seq"
+        ):
+            for piece in PATH_SEPARATORS.split(str(value)):
+                if not piece.strip():
+                    continue
+                p = _sheet_path(piece)
+                if p.startswith("data/") and not exists(p) and not folder(p):
+                    p = p[len("data/") :]
+                if exists(p):
+                    yield seq, p, None
+                elif folder(p):
+                    yield seq, p, "/"
+                else:
+                    ctx.add(
+                        PATH_MISSING, "fail",
+                        f"row {row}: 文件路径 {piece.strip()!r} is not a file or folder of the"
+                        " transfer", row=row, file=p,
+                    )  # fmt: skip
+
+    for seq, p, kind in by_path_column():
+        if kind is None:
+            table.execute("INSERT OR IGNORE INTO links VALUES (?, ?, NULL)", seq, name_key(p))
+        else:
+            table.execute(
+                "INSERT OR IGNORE INTO links SELECT ?, path, NULL FROM paths"
+                " WHERE path >= ? AND path < ?",
+                seq, name_key(p + "/"), name_key(p + "0"),
+            )  # fmt: skip
+
+    @lru_cache(maxsize=4096)
+    def by_code(code: str) -> int | None:
+        """The first record whose 档号 reads as ``code``."""
+        if not code:
+            return None
+        hit = table.one("SELECT seq FROM records WHERE key = ? ORDER BY seq LIMIT 1", code)
+        return None if hit is None else int(hit[0])
+
+    def by_name(p: str) -> tuple[int, int | None] | None:
+        """Names: <档号>.<ext>, <档号>-<page>.<ext>, a folder <档号>/."""
         stem, ext = refcode.split_name(p)
         canonical = refcode.normalise(stem)[0]
-        whole = by_code.get(canonical)
+        whole = by_code(canonical)
         if whole is not None:
-            link(p, whole)
-            continue
+            return whole, None
         m = re.match(r"^(?P<code>.+)-(?P<page>\d+)$", canonical)
-        if m is not None and m.group("code") in by_code:
-            paged = by_code[m.group("code")]
-            link(p, paged)
-            if ext.lower() in IMAGE_EXTENSIONS:
-                pages_of[paged.row].append((int(m.group("page")), p))
-            continue
+        if m is not None:
+            paged = by_code(m.group("code"))
+            if paged is not None:
+                return paged, int(m.group("page")) if ext.lower() in IMAGE_EXTENSIONS else None
         for seg in reversed(p.split("/")[:-1]):
-            folder = by_code.get(refcode.normalise(seg)[0])
-            if folder is not None:
-                link(p, folder)
-                break
+            found = by_code(refcode.normalise(seg)[0])
+            if found is not None:
+                return found, None
+        return None
 
-    for rec in records:
-        rec.files = sorted(files_of.get(rec.row, []))
+    unlinked = (
+        "SELECT path FROM paths p WHERE path > ? AND NOT EXISTS"
+        " (SELECT 1 FROM links l WHERE l.path = p.path) ORDER BY path LIMIT ?"
+    )
+    after = b""
+    while True:
+        page = [bytes(r[0]) for r in table.query(unlinked, after, 1000)]
+        for raw in page:
+            hit = by_name(name_of(raw))
+            if hit is not None:
+                table.link(hit[0], name_of(raw), hit[1])
+        table.flush()
+        if len(page) < 1000:
+            break
+        after = page[-1]
 
-    has_items: set[str] = {code for row, code in volumes.items() if files_of.get(row)}
-    for rec in records:
-        if rec.files:
-            continue
-        if rec.level == "volume":
-            code = ctx.codes.get(rec.row)
-            canonical = code.canonical if code else refcode.normalise(rec.reference_code)[0]
-            if canonical in has_items:
-                continue
+    for row, reference_code in table.query(
+        "SELECT r.row, r.reference_code FROM records r"
+        " WHERE NOT EXISTS (SELECT 1 FROM links l WHERE l.seq = r.seq)"
+        " AND NOT (r.level = 'volume' AND coalesce(r.key, '') IN (SELECT i.in_volume FROM records i"
+        " WHERE i.in_volume IS NOT NULL AND EXISTS"
+        " (SELECT 1 FROM links l WHERE l.seq = i.seq))) ORDER BY r.seq"
+    ):
         ctx.add(
             ROW_WITHOUT_FILES, "fail",
-            f"row {rec.row}: 档号 {rec.reference_code!r} has no file (no 文件路径, no file or"
-            " folder named after it)", row=rec.row,
+            f"row {row}: 档号 {reference_code!r} has no file (no 文件路径, no file or"
+            " folder named after it)", row=row,
         )  # fmt: skip
 
-    for p in paths:
-        rows = owners.get(p)
-        if not rows:
+    for raw, linked in table.query(
+        "SELECT p.path, (SELECT count(*) FROM links l WHERE l.path = p.path) FROM paths p"
+        " ORDER BY p.path"
+    ):
+        p = name_of(bytes(raw))
+        if not linked:
             stem, _ = refcode.split_name(p)
             hint = ""
             parsed = refcode.parse(stem, ctx.settings)
-            page = refcode.split_page_name(p, ctx.settings)
-            named = parsed.canonical if parsed else (page[0] if page else None)
+            page_name = refcode.split_page_name(p, ctx.settings)
+            named = parsed.canonical if parsed else (page_name[0] if page_name else None)
             if named:
                 hint = f" (named like 档号 {named}, which is not in the sheet)"
             ctx.add(FILE_WITHOUT_ROW, "fail", f"file is not catalogued{hint}", file=p)
-        elif len(rows) > 1:
+        elif linked > 1:
+            rows = [
+                int(r)
+                for (r,) in table.query(
+                    "SELECT r.row FROM links l JOIN records r ON r.seq = l.seq"
+                    " WHERE l.path = ? ORDER BY l.seq",
+                    raw,
+                )
+            ]
             ctx.add(
                 FILE_SHARED, "warn",
                 f"linked to rows {', '.join(str(r) for r in rows)}", file=p,
                 row=rows[-1], details={"rows": rows},
             )  # fmt: skip
 
-    for rec in records:
-        images = sorted(pages_of.get(rec.row, []))
-        expected = _int(rec.fields.get("pages", ""))
-        if not images or expected is None:
+    for seq, row, pages in table.query(
+        "SELECT r.seq, r.row, json_extract(r.fields, '$.pages') FROM records r WHERE EXISTS"
+        " (SELECT 1 FROM links l WHERE l.seq = r.seq AND l.page IS NOT NULL) ORDER BY r.seq"
+    ):
+        expected = _int(str(pages or ""))
+        if expected is None:
             continue
+        images = [
+            (int(n), name_of(bytes(p)))
+            for n, p in table.query(
+                "SELECT page, path FROM links WHERE seq = ? AND page IS NOT NULL"
+                " ORDER BY page, path",
+                seq,
+            )
+        ]
         numbers = [n for n, _ in images]
         missing = sorted(set(range(1, max(numbers) + 1)) - set(numbers))
         if len(images) != expected or missing:
             extra = f"; page(s) {_ranges(missing)} missing" if missing else ""
             ctx.add(
                 PAGE_COUNT, "warn",
-                f"row {rec.row}: 页数 {expected} but {len(images)} page image(s){extra}",
-                row=rec.row, file=images[0][1],
+                f"row {row}: 页数 {expected} but {len(images)} page image(s){extra}",
+                row=row, file=images[0][1],
                 details={"pages": expected, "images": len(images)},
             )  # fmt: skip
 
 
 def check_sheet(
     sheet: SheetData,
-    files: Sequence[Any],
+    files: Iterable[Any],
     settings: IngestSettings,
     register: TransferRegister | None = None,
-) -> tuple[list[Finding], list[Record]]:
-    """Every catalogue check; returns the findings and the records with their files linked.
+) -> tuple[list[Finding], RecordTable]:
+    """Every catalogue check; returns the findings and the sheet's records, now linked
+    to their files (``sheet.records``: the links are kept in its table).
 
     ``files`` are the payload files to keep (anything with ``path``; ``abspath`` or
     ``source`` lets the sheet and the register be recognised when they sit inside the
-    payload: they need no row). The read-time findings of ``sheet`` are included. With
-    ``register``, :func:`~preservation.ingest.register.check_register` runs too.
+    payload: they need no row); it is read once, or twice with ``register``. The
+    read-time findings of ``sheet`` are included. With ``register``,
+    :func:`~preservation.ingest.register.check_register` runs too.
     """
     ctx = _Context(sheet=sheet, settings=settings, vocab=load_vocabularies())
     ctx.findings.extend(sheet.findings)
-    records = [Record(row=r.row, fields=dict(r.fields)) for r in sheet.records]
+    table = sheet.records
     for key in MANDATORY:
         if key not in sheet.columns:
             ctx.add(
@@ -1135,31 +1253,15 @@ def check_sheet(
                 f"{sheet.path.name}: mandatory column {_label(key)} ({key}) is missing",
                 row=sheet.header_row, details={"column": key},
             )  # fmt: skip
-    for rec in records:
-        _check_row(ctx, rec)
-
-    first: dict[str, int] = {}
-    for rec in records:
-        code = ctx.codes.get(rec.row)
-        key = code.canonical if code else rec.reference_code.strip()
-        if not key:
-            continue
-        if key in first:
-            ctx.add(
-                DUPLICATE_CODE, "fail",
-                f"rows {first[key]} and {rec.row} have the same 档号 {key!r}", row=rec.row,
-                details={"rows": [first[key], rec.row]},
-            )  # fmt: skip
-        else:
-            first[key] = rec.row
-
-    volumes = _resolve_volumes(ctx, records)
-    _check_numbering(ctx, records, volumes)
+    _codes(ctx, table)
+    _check_duplicates(ctx, table)
+    _resolve_volumes(ctx, table)
+    _check_numbering(ctx, table)
     metadata = [sheet.path.resolve()]
     if register is not None:
         metadata.append(register.path.resolve())
-    paths = sorted(str(f.path) for f in files if not _same_file(f, metadata))
-    _link(ctx, records, paths, volumes)
+    _store_paths(table, files, metadata)
+    _link(ctx, table)
     if register is not None:
-        ctx.findings.extend(check_register(register, files, records))
-    return ctx.findings, records
+        ctx.findings.extend(check_register(register, files, table))
+    return ctx.findings, table

@@ -61,9 +61,11 @@ from preservation.metadata.namespaces import (
     xlink,
     xsi,
 )
+from preservation.metadata.records import RecordTable
 from preservation.metadata.xmlsafe import xml_text_problem
 from preservation.model import Agent, Event, FileEntry, Record
 from preservation.paths import path_problem
+from preservation.scratch import name_key, name_of
 
 ROLES = ("original", "migrated", "access")
 _XML_DATA, _FILE, _FLOCAT, _DIV, _FPTR = (
@@ -110,7 +112,7 @@ class MetsPackage:
     agents: Sequence[Agent] = ()
     events: Sequence[Event] = ()
     descriptive: Mapping[str, str] = field(default_factory=dict)
-    records: Sequence[Record] = ()
+    records: Sequence[Record] | RecordTable = ()
     rights: Rights | Mapping[str, str] | None = None
     tag_files: Sequence[TagFile] = ()
     previous_version: int | None = None
@@ -415,66 +417,141 @@ def _leaf(tag: str, attrib: Mapping[str, str]) -> str:
 # ----------------------------------------------------------------------------- scan
 
 
-@dataclass(slots=True)
-class _Derived:
-    uuid: str
-    name: str
-    role: str
+_SCAN_TABLES = (
+    # on the records' connection, private to it: the package's file of each linked
+    # path (the first, if a path comes twice), the derivatives of each file, and every
+    # file a record's div reaches (its own, and their derivatives)
+    "CREATE TEMP TABLE linked (path BLOB PRIMARY KEY, uuid TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TEMP TABLE derived (n INTEGER PRIMARY KEY, source TEXT NOT NULL,"
+    " uuid TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL)",
+    "CREATE INDEX temp.derived_source ON derived (source, n)",
+    "CREATE TEMP TABLE covered (uuid TEXT PRIMARY KEY) WITHOUT ROWID",
+)
+SCAN_PAGE = 500  # files looked up per query
 
 
 @dataclass
 class _Scan:
+    """What one pass over the package's files found. What grows with the number of
+    files (links to records, derivatives) is in temporary tables of the records'
+    database, not here."""
+
+    records: RecordTable
     count: int = 0
     roles: set[str] = field(default_factory=set)
     in_order: bool = True
-    linked: dict[str, str] = field(default_factory=dict)  # linked path -> file uuid
-    derived: dict[str, list[_Derived]] = field(default_factory=dict)
-    covered: set[str] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
 
     def problem(self, text: str) -> None:
         self.problems.append(text)
+
+    @property
+    def covered_count(self) -> int:
+        found = self.records.one("SELECT count(*) FROM temp.covered")
+        return int(found[0]) if found else 0
+
+    def documents(self, seq: int) -> list[tuple[str, str]]:
+        """``(path, file uuid)`` of a record's files, by path."""
+        return [
+            (name_of(bytes(p)), str(u))
+            for p, u in self.records.query(
+                "SELECT l.path, k.uuid FROM links l JOIN temp.linked k ON k.path = l.path"
+                " WHERE l.seq = ? ORDER BY l.path",
+                seq,
+            )
+        ]
+
+    def derived(self, source: str) -> list[tuple[str, str, str]]:
+        """``(uuid, name, role)`` of the files derived from ``source``."""
+        return [
+            (str(u), str(n), str(r))
+            for u, n, r in self.records.query(
+                "SELECT uuid, name, role FROM temp.derived WHERE source = ? ORDER BY n", source
+            )
+        ]
+
+    def uncovered(self, uuids: Sequence[str]) -> set[str]:
+        """Those of ``uuids`` that no record's div reaches."""
+        marks = ", ".join("?" * len(uuids))
+        found = {
+            str(u)
+            for (u,) in self.records.query(
+                f"SELECT uuid FROM temp.covered WHERE uuid IN ({marks})", *uuids
+            )
+        }
+        return set(uuids) - found
 
 
 def _basename(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
-def _scan(pkg: MetsPackage) -> _Scan:
-    scan = _Scan()
-    wanted = {p: p for r in pkg.records for p in r.files}  # keys reused to save memory
+def _pages(items: Iterable[FileEntry], n: int) -> Iterator[list[FileEntry]]:
+    page: list[FileEntry] = []
+    for item in items:
+        page.append(item)
+        if len(page) >= n:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def _scan(pkg: MetsPackage, records: RecordTable) -> _Scan:
+    scan = _Scan(records)
+    for stmt in ("DROP TABLE IF EXISTS temp.linked", "DROP TABLE IF EXISTS temp.derived",
+                 "DROP TABLE IF EXISTS temp.covered", *_SCAN_TABLES):  # fmt: skip
+        records.execute(stmt)
+    has_records = bool(records)
     previous: str | None = None
-    for entry in pkg.files():
-        scan.count += 1
-        problem = path_problem(entry.path) or xml_text_problem(entry.path)
-        if problem:
-            scan.problem(f"file {entry.path!r}: path {problem}")
-        if entry.role not in ROLES:
-            scan.problem(f"file {entry.path!r}: unknown role {entry.role!r}")
-        scan.roles.add(entry.role)
-        if previous is not None and not previous < entry.path:
-            scan.in_order = False
-        previous = entry.path
-        if entry.path in wanted and entry.path not in scan.linked:
-            scan.linked[wanted[entry.path]] = entry.uuid
-        if entry.derived_from:
-            scan.derived.setdefault(entry.derived_from, []).append(
-                _Derived(entry.uuid, _basename(entry.path), entry.role)
-            )
-    for record in pkg.records:
-        for path in record.files:
-            if path not in scan.linked:
-                scan.problem(
-                    f"record row {record.row} ({record.reference_code or 'no reference code'})"
-                    f" links {path!r}, which is not a file of the package"
+    for page in _pages(pkg.files(), SCAN_PAGE):
+        for entry in page:
+            scan.count += 1
+            problem = path_problem(entry.path) or xml_text_problem(entry.path)
+            if problem:
+                scan.problem(f"file {entry.path!r}: path {problem}")
+            if entry.role not in ROLES:
+                scan.problem(f"file {entry.path!r}: unknown role {entry.role!r}")
+            scan.roles.add(entry.role)
+            if previous is not None and not previous < entry.path:
+                scan.in_order = False
+            previous = entry.path
+        if has_records:
+            keys = [name_key(e.path) for e in page]
+            marks = ", ".join("?" * len(keys))
+            wanted = {
+                bytes(p)
+                for (p,) in records.query(
+                    f"SELECT DISTINCT path FROM links WHERE path IN ({marks})", *keys
                 )
-    pending = list(scan.linked.values())
-    while pending:
-        uuid = pending.pop()
-        if uuid in scan.covered:
-            continue
-        scan.covered.add(uuid)
-        pending.extend(d.uuid for d in scan.derived.get(uuid, ()))
+            }
+            records.many(
+                "INSERT OR IGNORE INTO temp.linked VALUES (?, ?)",
+                ((k, e.uuid) for k, e in zip(keys, page, strict=True) if k in wanted),
+            )
+        records.many(
+            "INSERT INTO temp.derived (source, uuid, name, role) VALUES (?, ?, ?, ?)",
+            (
+                (e.derived_from, e.uuid, _basename(e.path), e.role)
+                for e in page
+                if e.derived_from
+            ),
+        )
+    for row, code, path in records.query(
+        "SELECT r.row, r.reference_code, l.path FROM links l JOIN records r ON r.seq = l.seq"
+        " WHERE NOT EXISTS (SELECT 1 FROM temp.linked k WHERE k.path = l.path)"
+        " ORDER BY l.seq, l.path"
+    ):
+        scan.problem(
+            f"record row {row} ({code or 'no reference code'})"
+            f" links {name_of(bytes(path))!r}, which is not a file of the package"
+        )
+    records.execute(
+        "INSERT INTO temp.covered WITH RECURSIVE reached (uuid) AS"
+        " (SELECT uuid FROM temp.linked UNION"
+        " SELECT d.uuid FROM temp.derived d JOIN reached r ON d.source = r.uuid)"
+        " SELECT uuid FROM reached"
+    )
     return scan
 
 
@@ -486,11 +563,21 @@ class _Writer:
         self.pkg = pkg
         self.rights = pkg.rights_info
         self.agent_types = {a.identifier: a.identifier_type for a in pkg.agents}
-        self.record_ids = [f"dmd-rec-{i}" for i in range(1, len(pkg.records) + 1)]
 
     def write(self, stream: IO[bytes]) -> None:
+        # the records numbered 1, 2, ... in sheet order; a list is put in a private
+        # table for the writing, which also holds the scan's tables
+        records = self.pkg.records
+        self.records = RecordTable.of(records)
+        try:
+            self._write(stream)
+        finally:
+            if self.records is not records:
+                self.records.close()
+
+    def _write(self, stream: IO[bytes]) -> None:
         pkg = self.pkg
-        scan = _scan(pkg)
+        scan = _scan(pkg, self.records)
         if scan.problems:
             shown = scan.problems[:MAX_REPORTED]
             more = len(scan.problems) - len(shown)
@@ -560,9 +647,9 @@ class _Writer:
         self._md(
             out, "dmdSec", AIP_ARCHIVAL_ID, archival_attrs, archival_element(fields, level="aip")
         )
-        for dmd_id, record in zip(self.record_ids, pkg.records, strict=True):
+        for seq, record in self.records.numbered():
             el = archival_element(record.fields, level=record.level, row=record.row)
-            self._md(out, "dmdSec", dmd_id, archival_attrs, el)
+            self._md(out, "dmdSec", _dmd_id(seq), archival_attrs, el)
 
     def _md(
         self,
@@ -696,38 +783,58 @@ class _Writer:
             out.element(mets("structMap"), {"TYPE": "logical", "ID": "structMap-logical"}),
             out.element(mets("div"), root_attrs),
         ):
-            for fonds, years in _group(pkg.records, self.record_ids).items():
-                with out.element(mets("div"), _labelled("fonds", fonds)):
-                    for year, (volumes, loose) in years.items():
-                        with out.element(mets("div"), _labelled("year", year)):
-                            for volume, (vol_records, items) in volumes.items():
-                                self._volume(out, volume, vol_records[:1], items)
-                                for dmd_id, record in vol_records[1:]:
-                                    self._record(out, dmd_id, record)
-                            for dmd_id, record in loose:
-                                self._record(out, dmd_id, record)
-            if len(self.scan.covered) < self.scan.count:
+            self._grouped(out)
+            if self.scan.covered_count < self.scan.count:
                 self._unassigned(out)
 
-    def _volume(
-        self,
-        out: _Out,
-        volume: str,
-        vol_records: list[tuple[str, Record]],
-        items: list[tuple[str, Record]],
-    ) -> None:
-        """One volume div: the volume record (if any) with its own files, then its items."""
-        attrs = _labelled("volume", volume)
-        if vol_records:
-            attrs["DMDID"] = vol_records[0][0]
-        with out.element(mets("div"), attrs):
-            if vol_records:
-                self._documents(out, vol_records[0][1])
-            for dmd_id, record in items:
-                self._record(out, dmd_id, record)
+    def _grouped(self, out: _Out) -> None:
+        """fonds -> year -> volumes, then the items outside any volume. A volume's div
+        carries its (first) volume row and holds that row's files and the volume's
+        items; a further row of the same volume follows the div. The records come in
+        this order from their table."""
+        fonds: str | None = None
+        year: str | None = None
+        group: str | None = None  # the volume being written in this year, if any
+        depth = 0  # divs open below the root: fonds, year, volume
 
-    def _record(self, out: _Out, dmd_id: str, record: Record) -> None:
-        attrs = {"TYPE": record.level, "DMDID": dmd_id}
+        def close_to(level: int) -> None:
+            nonlocal depth
+            while depth > level:
+                out.close()
+                depth -= 1
+
+        for placed in self.records.logical(with_files=False):
+            record = placed.record
+            if depth < 1 or placed.fonds != fonds:
+                close_to(0)
+                out.open(mets("div"), _labelled("fonds", placed.fonds))
+                fonds, year, depth = placed.fonds, None, 1
+            if depth < 2 or placed.year != year:
+                close_to(1)
+                out.open(mets("div"), _labelled("year", placed.year))
+                year, group, depth = placed.year, None, 2
+            if placed.volume is None:  # an item outside any volume
+                close_to(2)
+                self._record(out, placed.seq, record)
+                continue
+            if group is None or placed.volume != group:
+                close_to(2)
+                group = placed.volume
+                attrs = _labelled("volume", placed.volume)
+                if placed.heads_volume:
+                    attrs["DMDID"] = _dmd_id(placed.seq)
+                out.open(mets("div"), attrs)
+                depth = 3
+                if placed.heads_volume:
+                    self._documents(out, placed.seq, record)
+                    continue
+            if record.level == "volume":  # a further row of the volume: after its div
+                close_to(2)
+            self._record(out, placed.seq, record)
+        close_to(0)
+
+    def _record(self, out: _Out, seq: int, record: Record) -> None:
+        attrs = {"TYPE": record.level, "DMDID": _dmd_id(seq)}
         label = record.reference_code or record.fields.get("title", "")
         if label:
             attrs["LABEL"] = label
@@ -737,37 +844,38 @@ class _Writer:
             if number.isascii() and number.isdigit():
                 attrs["ORDER"] = str(int(number))
         with out.element(mets("div"), attrs):
-            self._documents(out, record)
+            self._documents(out, seq, record)
 
-    def _documents(self, out: _Out, record: Record) -> None:
+    def _documents(self, out: _Out, seq: int, record: Record) -> None:
         kind = "page" if any(record.fields.get(k) for k in _DIGITISED_KEYS) else "document"
-        for order, path in enumerate(record.files, 1):
-            uuid = self.scan.linked[path]
+        for order, (path, ident) in enumerate(self.scan.documents(seq), 1):
             attrs = {"TYPE": kind, "ORDER": str(order), "LABEL": _basename(path)}
             with out.element(mets("div"), attrs):
-                out.leaf(mets("fptr"), {"FILEID": file_id(uuid)})
-                self._derivatives(out, uuid, {uuid})
+                out.leaf(mets("fptr"), {"FILEID": file_id(ident)})
+                self._derivatives(out, ident, {ident})
 
     def _derivatives(self, out: _Out, source: str, seen: set[str]) -> None:
-        for d in self.scan.derived.get(source, ()):
-            if d.uuid in seen:
+        for ident, name, role in self.scan.derived(source):
+            if ident in seen:
                 continue
-            with out.element(mets("div"), {"TYPE": d.role, "LABEL": d.name}):
-                out.leaf(mets("fptr"), {"FILEID": file_id(d.uuid)})
-                self._derivatives(out, d.uuid, seen | {d.uuid})
+            with out.element(mets("div"), {"TYPE": role, "LABEL": name}):
+                out.leaf(mets("fptr"), {"FILEID": file_id(ident)})
+                self._derivatives(out, ident, seen | {ident})
 
     def _unassigned(self, out: _Out) -> None:
         attrs = {"TYPE": "unassigned", "LABEL": "files not described by a record"}
         div, fptr = _qname(_DIV), _qname(_FPTR)
         with out.element(mets("div"), attrs):
-            for entry in self.pkg.files():
-                if entry.uuid in self.scan.covered:
-                    continue
-                out.raw(
-                    f'{out.pad()}<{div} TYPE="document" LABEL="{_esc(entry.path)}">'
-                    f'{out.pad(1)}<{fptr} FILEID="{_esc(file_id(entry.uuid))}"></{fptr}>'
-                    f"{out.pad()}</{div}>"
-                )
+            for page in _pages(self.pkg.files(), SCAN_PAGE):
+                uncovered = self.scan.uncovered([e.uuid for e in page])
+                for entry in page:
+                    if entry.uuid not in uncovered:
+                        continue
+                    out.raw(
+                        f'{out.pad()}<{div} TYPE="document" LABEL="{_esc(entry.path)}">'
+                        f'{out.pad(1)}<{fptr} FILEID="{_esc(file_id(entry.uuid))}"></{fptr}>'
+                        f"{out.pad()}</{div}>"
+                    )
 
 
 _HDR_AGENT: dict[str, dict[str, str]] = {
@@ -794,41 +902,6 @@ def _labelled(kind: str, label: str) -> dict[str, str]:
     return {"TYPE": kind, "LABEL": label} if label else {"TYPE": kind}
 
 
-def _natural(value: str) -> tuple[int, int, str]:
-    v = value.strip()
-    return (0, int(v), v) if v.isascii() and v.isdigit() else (1, 0, v)
-
-
-_Volumes = dict[str, tuple[list[tuple[str, Record]], list[tuple[str, Record]]]]
-_Years = dict[str, tuple[_Volumes, list[tuple[str, Record]]]]
-
-
-def _group(records: Sequence[Record], ids: Sequence[str]) -> dict[str, _Years]:
-    """fonds -> year -> (volume -> (volume records, items), items outside volumes)."""
-    tree: dict[str, _Years] = {}
-    for dmd_id, record in zip(ids, records, strict=True):
-        f = record.fields
-        years = tree.setdefault(f.get("fonds", "").strip(), {})
-        volumes, loose = years.setdefault(f.get("year", "").strip(), ({}, []))
-        volume = f.get("volume", "").strip()
-        if record.level == "volume":
-            volumes.setdefault(volume, ([], []))[0].append((dmd_id, record))
-        elif volume:
-            volumes.setdefault(volume, ([], []))[1].append((dmd_id, record))
-        else:
-            loose.append((dmd_id, record))
-
-    def item_key(pair: tuple[str, Record]) -> tuple[tuple[int, int, str], int]:
-        return _natural(pair[1].fields.get("item_number", "")), pair[1].row
-
-    out: dict[str, _Years] = {}
-    for fonds in sorted(tree):
-        out[fonds] = {}
-        for year in sorted(tree[fonds], key=_natural):
-            volumes, loose = tree[fonds][year]
-            ordered: _Volumes = {}
-            for volume in sorted(volumes, key=_natural):
-                vol_records, items = volumes[volume]
-                ordered[volume] = (vol_records, sorted(items, key=item_key))
-            out[fonds][year] = (ordered, sorted(loose, key=item_key))
-    return out
+def _dmd_id(seq: int) -> str:
+    """The dmdSec ID of the record numbered ``seq`` (1, 2, ... in sheet order)."""
+    return f"dmd-rec-{seq}"
