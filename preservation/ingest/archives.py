@@ -13,8 +13,8 @@ naming the member):
   (``C:``), ``..`` segments. A leading ``./`` is dropped, the ``.`` entry ignored.
 - ARC-003 symbolic and hard links; ARC-004 device, FIFO, socket and unknown member
   types. Nothing is ever created but regular files and folders.
-- ARC-005 names that are not valid UTF-8 (tar), or not portable
-  (:func:`preservation.paths.path_problem`: control characters, backslashes, empty
+- ARC-005 names that are not valid UTF-8 (tar; zip names flagged UTF-8), or not
+  portable (:func:`preservation.paths.path_problem`: control characters, backslashes, empty
   segments, names over 255 bytes). A top-level name starting with ``~`` (Office lock
   files ``~$x.docx``) is allowed here: it is written literally inside the folder and
   the path check (PATH-001 / junk) judges it afterwards.
@@ -44,9 +44,13 @@ the raw bytes, because a heuristic can be wrong; the decoded names are listed in
 :attr:`ExtractResult.decoded_names`.
 
 Extraction writes every member in blocks (:data:`preservation.hashing.BLOCK_SIZE`);
-nothing is held in memory whole. It goes into a temporary sibling folder that is
-renamed to ``dest`` only on success; on any error it is removed, so ``dest`` is left
-as it was (absent, or an empty folder). Python's ``tarfile.data_filter`` runs as an
+nothing is held in memory whole, and nothing is kept per member: the names seen are in
+a scratch database (:class:`_Tree`), tar members are dropped once read, and a zip's
+central directory is read by :mod:`preservation.ingest.zipstream` one entry at a time,
+twice (first to judge every member, then to extract), never held as a whole.
+Extraction goes into a temporary sibling folder that is renamed to ``dest`` only on
+success; on any error it is removed, so ``dest`` is left as it was (absent, or an
+empty folder). Python's ``tarfile.data_filter`` runs as an
 extra guard after our own checks.
 """
 
@@ -65,7 +69,6 @@ import struct
 import tarfile
 import tempfile
 import unicodedata
-import zipfile
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,6 +81,7 @@ from preservation.config import IngestSettings
 from preservation.errors import ArchiveError, ArchiveRefused, PreservationError, StorageFull
 from preservation.hashing import BLOCK_SIZE
 from preservation.ingest.findings import CheckDef, Finding, Result, define
+from preservation.ingest.zipstream import METHODS, BadZip, Entry, ZipReader
 from preservation.paths import path_problem
 from preservation.scratch import name_key, open_scratch
 
@@ -145,12 +149,7 @@ CHECKS: tuple[CheckDef, ...] = (
 
 RATIO_FLOOR = 1024 * 1024  # outputs up to this size are never judged by their ratio
 MAX_FINDINGS_PER_CHECK = 100  # further findings of one check are summarised in one line
-ZIP_METHODS = {
-    zipfile.ZIP_STORED: "stored",
-    zipfile.ZIP_DEFLATED: "deflate",
-    zipfile.ZIP_BZIP2: "bzip2",
-    zipfile.ZIP_LZMA: "lzma",
-}
+ZIP_METHODS = METHODS  # stored, deflate, bzip2, lzma
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 _COMPRESSED_MAGIC: tuple[tuple[bytes, ArchiveKind], ...] = (
     (b"\x1f\x8b", "tar.gz"),
@@ -162,8 +161,7 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _DATA_FILTER = getattr(tarfile, "data_filter", None)  # Python 3.11.4 and later
 _READ_ERRORS = (
     tarfile.TarError,
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
+    BadZip,
     OSError,
     EOFError,
     zlib.error,
@@ -513,18 +511,22 @@ def _unicode_path_extra(extra: bytes, raw: bytes) -> str | None:
     return None
 
 
-def _zip_name(info: zipfile.ZipInfo) -> tuple[str, str | None]:
-    """The decoded member name, and the legacy encoding used when guessed."""
-    if info.flag_bits & 0x800:
-        return info.orig_filename, None
-    raw = info.orig_filename.encode("cp437")  # zipfile decoded it as cp437: reversible
+def _zip_name(entry: Entry) -> tuple[str, str | None, bool]:
+    """The decoded member name, the legacy encoding used when guessed, and whether the
+    name is flagged UTF-8 but is not (then undecodable bytes are surrogate escapes)."""
+    raw = entry.raw_name
+    if entry.utf8:
+        try:
+            return raw.decode("utf-8"), None, True
+        except UnicodeDecodeError:
+            return raw.decode("utf-8", "surrogateescape"), None, False
     if raw.isascii():
-        return raw.decode("ascii"), None
-    unicode_path = _unicode_path_extra(info.extra, raw)
+        return raw.decode("ascii"), None, True
+    unicode_path = _unicode_path_extra(entry.extra, raw)
     if unicode_path is not None:
-        return unicode_path, None
+        return unicode_path, None, True
     try:
-        return raw.decode("utf-8"), None
+        return raw.decode("utf-8"), None, True
     except UnicodeDecodeError:
         pass
     try:
@@ -532,8 +534,45 @@ def _zip_name(info: zipfile.ZipInfo) -> tuple[str, str | None]:
     except UnicodeDecodeError:
         text = None
     if text is not None and _plausible_chinese(text):
-        return text, "gb18030"
-    return info.orig_filename, "cp437"
+        return text, "gb18030", True
+    return raw.decode("cp437"), "cp437", True
+
+
+@dataclass(frozen=True, slots=True)
+class _ZipMember:
+    """What a central directory entry means here: its name, where it goes, or why not."""
+
+    name: str
+    rel: str | None  # the relative path to write; None when refused, "" for the root
+    bad: tuple[CheckDef, str] | None
+    is_dir: bool
+    legacy: str | None  # the legacy encoding the name was decoded with, if guessed
+
+
+def _zip_member(entry: Entry) -> _ZipMember:
+    """Judge one entry: the same answer every time the directory is read."""
+    name, legacy, valid = _zip_name(entry)
+    if not valid:
+        return _ZipMember(name, None, (BAD_NAME, "is flagged UTF-8 but is not valid UTF-8"),
+                          False, None)  # fmt: skip
+    rel, bad = _member_target(name)
+    mode = entry.unix_mode
+    kind = stat.S_IFMT(mode)
+    is_dir = entry.is_dir or kind == stat.S_IFDIR
+    if bad is None and rel:
+        if kind == stat.S_IFLNK:
+            bad = (LINK, "is a symbolic link")
+        elif kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+            bad = (SPECIAL, f"is a special file (mode {oct(mode)})")
+        elif entry.encrypted:
+            bad = (ENCRYPTED, "is encrypted (not extracted)")
+        elif not is_dir and entry.method not in ZIP_METHODS:
+            bad = (
+                CORRUPT,
+                f"uses compression method {entry.method}, which is not supported"
+                " (re-create the zip with deflate)",
+            )
+    return _ZipMember(name, None if bad else rel, bad, is_dir, legacy)
 
 
 # --------------------------------------------------------------------------- writing
@@ -608,75 +647,60 @@ def _write_error(archive: Path, member: str, e: OSError) -> PreservationError:
     return ArchiveError(path=archive, reason=f"cannot write {show(member)!r}: {e}")
 
 
-def _zip_time(info: zipfile.ZipInfo) -> float | None:
+def _zip_time(entry: Entry) -> float | None:
     try:
         # Zip times carry no zone; they are read as UTC.
-        return datetime(*info.date_time, tzinfo=UTC).timestamp()
+        return datetime(*entry.date_time, tzinfo=UTC).timestamp()
     except (ValueError, OverflowError):
         return None
 
 
-def _extract_zip(archive: Path, root: Path, limits: IngestSettings, result: ExtractResult) -> None:
+def _too_many(archive: Path, reader: ZipReader, limit: int) -> ArchiveRefused:
+    """ARC-008 alone, naming the first member over ``limit`` and the real count."""
+    count, first = 0, ""
+    for entry in reader.entries():
+        if count == limit:
+            first = _zip_name(entry)[0]
+        count += 1
     problems = _Problems(archive)
+    problems.add(
+        TOO_MANY,
+        first,
+        f"the archive has {count} members, more than the limit of {limit}",
+    )
+    return problems.refusal()
+
+
+def _check_zip(
+    archive: Path, reader: ZipReader, limits: IngestSettings, result: ExtractResult
+) -> _Problems:
+    """Judge every central directory entry before anything is written: names, types,
+    encryption, duplicates, declared sizes and ratios. One entry in memory at a time;
+    the names seen are kept on disk (:class:`_Tree`)."""
+    problems = _Problems(archive)
+    budget = _Budget(archive, limits)
+    tree = _Tree()
+    total = 0
     try:
-        zf = zipfile.ZipFile(archive)
-    except UnicodeDecodeError as e:
-        raw = e.object if isinstance(e.object, bytes) else b""
-        name = raw.decode("utf-8", "surrogateescape")
-        problems.add(BAD_NAME, name, "is flagged UTF-8 but is not valid UTF-8")
-        raise problems.refusal() from e
-    except _READ_ERRORS as e:
-        problems.add(CORRUPT, None, f"not a readable zip archive ({e})")
-        raise problems.refusal() from e
-    with zf:
-        infos = zf.infolist()
-        if len(infos) > limits.max_archive_files:
-            problems.add(
-                TOO_MANY,
-                infos[limits.max_archive_files].orig_filename,
-                f"the archive has {len(infos)} members, more than the limit of"
-                f" {limits.max_archive_files}",
-            )
-            raise problems.refusal()
-        budget = _Budget(archive, limits)
-        tree = _Tree()
-        plan: list[tuple[zipfile.ZipInfo, str, str, bool]] = []
-        total = 0
-        for info in infos:
-            name, legacy = _zip_name(info)
-            rel, bad = _member_target(name)
-            if bad is not None:
-                problems.add(bad[0], name, bad[1])
+        if reader.count > limits.max_archive_files:
+            raise _too_many(archive, reader, limits.max_archive_files)
+        for entry in reader.entries():
+            if entry.index >= limits.max_archive_files:  # the end record understated
+                raise _too_many(archive, reader, limits.max_archive_files)
+            member = _zip_member(entry)
+            name, rel = member.name, member.rel
+            if member.bad is not None:
+                problems.add(member.bad[0], name, member.bad[1])
                 continue
-            if rel is None or rel == "":
+            if not rel:
                 continue
-            mode = (info.external_attr >> 16) & 0xFFFF if info.create_system == 3 else 0
-            kind = stat.S_IFMT(mode)
-            is_dir = info.is_dir() or kind == stat.S_IFDIR
-            if kind == stat.S_IFLNK:
-                problems.add(LINK, name, "is a symbolic link")
-                continue
-            if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-                problems.add(SPECIAL, name, f"is a special file (mode {oct(mode)})")
-                continue
-            if info.flag_bits & 0x41 or info.compress_type == 99:
-                problems.add(ENCRYPTED, name, "is encrypted (not extracted)")
-                continue
-            if not is_dir and info.compress_type not in ZIP_METHODS:
-                problems.add(
-                    CORRUPT,
-                    name,
-                    f"uses compression method {info.compress_type}, which is not supported"
-                    " (re-create the zip with deflate)",
-                )
-                continue
-            clash = tree.add(rel, is_dir)
+            clash = tree.add(rel, member.is_dir)
             if clash:
                 problems.add(DUPLICATE, name, clash)
                 continue
-            if not is_dir:
+            if not member.is_dir:
                 before = total
-                total += info.file_size
+                total += entry.size
                 if before <= limits.max_archive_bytes < total:
                     problems.add(
                         TOO_BIG,
@@ -684,64 +708,92 @@ def _extract_zip(archive: Path, root: Path, limits: IngestSettings, result: Extr
                         f"declared uncompressed total reaches {total} bytes here, more than"
                         f" the limit of {limits.max_archive_bytes}",
                     )
-                if budget.over_ratio(info.file_size, info.compress_size):
+                if budget.over_ratio(entry.size, entry.compressed_size):
                     problems.add(
                         RATIO,
                         name,
-                        f"declares {info.file_size} bytes from {info.compress_size} compressed"
+                        f"declares {entry.size} bytes from {entry.compressed_size} compressed"
                         f" bytes, more than the limit of {limits.max_compression_ratio:g}:1",
                     )
-            if legacy is not None:
-                raw = info.orig_filename.encode("cp437")
-                shown = raw.decode("ascii", "backslashreplace")
+            if member.legacy is not None:
+                shown = entry.raw_name.decode("ascii", "backslashreplace")
                 result.decoded_names[rel] = shown
                 result.findings.append(
                     _finding(
                         archive,
                         LEGACY_NAME,
                         name,
-                        f"name not flagged UTF-8; raw bytes {shown} decoded as {legacy}",
+                        f"name not flagged UTF-8; raw bytes {shown} decoded as {member.legacy}",
                         result="warn",
                     )
                 )
-            plan.append((info, name, rel, is_dir))
+    except (BadZip, OSError) as e:
+        # what was judged of a directory that turns out corrupt is not to be trusted
+        problems = _Problems(archive)
+        problems.add(CORRUPT, None, f"not a readable zip archive ({e})")
+        return problems
+    finally:
         tree.close()
-        size = archive.stat().st_size
-        if budget.over_ratio(total, size):
-            problems.add(
-                RATIO,
-                None,
-                f"declares {total} bytes uncompressed from a {size}-byte archive, more than"
-                f" the limit of {limits.max_compression_ratio:g}:1",
-            )
+    size = reader.file_size
+    if budget.over_ratio(total, size):
+        problems.add(
+            RATIO,
+            None,
+            f"declares {total} bytes uncompressed from a {size}-byte archive, more than"
+            f" the limit of {limits.max_compression_ratio:g}:1",
+        )
+    return problems
+
+
+def _extract_zip(archive: Path, root: Path, limits: IngestSettings, result: ExtractResult) -> None:
+    """Check the whole central directory, then read it again and extract member by
+    member: memory does not grow with the number of members."""
+    problems = _Problems(archive)
+    try:
+        reader = ZipReader(archive)
+    except (BadZip, OSError) as e:
+        problems.add(CORRUPT, None, f"not a readable zip archive ({e})")
+        raise problems.refusal() from e
+    with reader:
+        problems = _check_zip(archive, reader, limits, result)
         if problems.failed:
             raise problems.refusal()
-
+        budget = _Budget(archive, limits)
+        size = reader.file_size
         current: str | None = None
+        made: Path | None = None  # the folder the last file went into
         try:
-            for info, name, rel, is_dir in plan:
-                current = name
-                target = root.joinpath(*rel.split("/"))
-                if is_dir:
+            for entry in reader.entries():
+                member = _zip_member(entry)
+                current = member.name
+                if member.bad is not None:  # the archive changed since it was checked
+                    raise _Stop(_finding(archive, member.bad[0], member.name, member.bad[1]))
+                if not member.rel:
+                    continue
+                target = root.joinpath(*member.rel.split("/"))
+                if member.is_dir:
                     target.mkdir(parents=True, exist_ok=True)
                     result.dirs += 1
                     continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(info) as src:
+                if target.parent != made:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    made = target.parent
+                with reader.open(entry) as src:
                     result.bytes += _copy(
-                        archive, src, target, name, budget, info.file_size, info.compress_size
-                    )
+                        archive, src, target, member.name, budget, entry.size,
+                        entry.compressed_size,
+                    )  # fmt: skip
                 if budget.over_ratio(budget.written, size):
                     raise _Stop(
                         _finding(
                             archive,
                             RATIO,
-                            name,
+                            member.name,
                             f"{budget.written} bytes extracted from a {size}-byte archive,"
                             f" more than the limit of {limits.max_compression_ratio:g}:1",
                         )
                     )
-                _set_mtime(target, _zip_time(info))
+                _set_mtime(target, _zip_time(entry))
                 result.files += 1
         except _Stop as stop:
             problems.add_finding(stop.finding)
