@@ -7,7 +7,10 @@ Modules (one job each):
 - ``plan``       which file copies a run checks, in which order, within its budget
 - ``fixity``     the checks themselves (full/sample: one read, every digest; inventory:
                  one head), run on threads or Dask workers
-- ``manifests``  the bag's manifests of a copy, read from the audited store
+- ``manifests``  the bag's manifests of a copy, read from the audited store, and the
+                 run's bounded index of their digests (memory, or a scratch database)
+- ``early``      a one-AIP command's big files read while it imports and connects,
+                 used once the run holds its lease if nothing changed meanwhile
 - ``runner``     a run: plan, check in parallel, record the evidence batch by batch,
                  resume what a killed run left (``run_audit``)
 - ``events``     one PREMIS ``fixity check`` event per AIP copy and run

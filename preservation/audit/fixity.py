@@ -40,8 +40,13 @@ from preservation.storage.local import TMP_NAME, LocalStore
 from preservation.storage.retry import retry
 
 if TYPE_CHECKING:
+    from preservation.audit.early import EarlyRead
     from preservation.config import Config
     from preservation.storage.base import Store
+
+# Hands over a file read before the run took its lease, when still valid
+# (:meth:`preservation.audit.early.EarlyReads.take`): (key, algorithms) -> read or None.
+EarlyTake = Callable[[str, Sequence[str]], "EarlyRead | None"]
 
 Mode = Literal["full", "inventory", "sample"]
 MODES: tuple[Mode, ...] = ("full", "inventory", "sample")
@@ -172,12 +177,13 @@ def worker_label() -> str:
     return _label[1]
 
 
-def run_unit(unit: CheckUnit) -> list[CheckResult]:
-    """Check every task of a unit, in order (the function Dask and threads run)."""
+def run_unit(unit: CheckUnit, early: EarlyTake | None = None) -> list[CheckResult]:
+    """Check every task of a unit, in order (the function Dask and threads run).
+    ``early``: reads made before the run started (threads only, see check_content)."""
     store = unit.store.open()
     if unit.mode == "inventory":
         return [check_inventory(store, t) for t in unit.tasks]
-    return [check_content(store, t, unit.algorithms, unit.mode) for t in unit.tasks]
+    return [check_content(store, t, unit.algorithms, unit.mode, early) for t in unit.tasks]
 
 
 class _Tee:
@@ -300,12 +306,27 @@ def judge(
 
 
 def check_content(
-    store: Store, task: FileTask, algorithms: Sequence[str], mode: Mode = "full"
+    store: Store,
+    task: FileTask,
+    algorithms: Sequence[str],
+    mode: Mode = "full",
+    early: EarlyTake | None = None,
 ) -> CheckResult:
-    """Read the object once and judge it (modes ``full`` and ``sample``)."""
+    """Read the object once and judge it (modes ``full`` and ``sample``).
+
+    ``early`` may hand over the object's read made before the run took its lease
+    (:mod:`preservation.audit.early`): it is judged the same way and keeps the time
+    it started."""
+    algs = tuple(dict.fromkeys([*algorithms, *task.expected]))
+    done = early(task.key, algs) if early is not None else None
+    if done is not None:
+        outcome, detail, checks = judge(task, done.digests, done.size)
+        return CheckResult(
+            task, mode, outcome, detail, done.size, checks, done.started, done.duration,
+            worker_label(),
+        )  # fmt: skip
     started = utcnow()
     t0 = time.perf_counter()
-    algs = tuple(dict.fromkeys([*algorithms, *task.expected]))
     try:
         local = _hash_local(store, task.key, algs) if type(store) is LocalStore else None
         digests, size = local or hash_object(store, task.key, algs, task.size)

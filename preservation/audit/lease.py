@@ -16,7 +16,8 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from preservation.errors import JobBusy
 from preservation.jobs import process_alive
@@ -31,19 +32,30 @@ _held: set[tuple[str, str]] = set()
 _held_lock = threading.Lock()
 
 
+@dataclass(frozen=True)
+class Taken:
+    """A lease just taken. ``previous``: its row as it was just before (the
+    :func:`~preservation.catalog.queries.job_dict` of the lease, None when the
+    lease had never been taken): who held it last, and until when."""
+
+    name: str
+    previous: dict[str, Any] | None
+
+
 @contextlib.contextmanager
 def lease(
     repo: Repository,
     name: str,
     ttl_seconds: float | None = None,
     lost: threading.Event | None = None,
-) -> Iterator[None]:
+) -> Iterator[Taken]:
     """Hold the lease ``name`` for the block; JobBusy when someone else holds it.
 
     ``lost`` is set if a heartbeat finds the lease taken over (this process stalled
     longer than ``ttl``): the holder should then stop what it does.
     """
     from preservation.catalog import audit_queries as aq
+    from preservation.catalog import queries as q
 
     ttl = float(ttl_seconds or repo.config.settings.audit.lease_seconds)
     host, pid = socket.gethostname(), os.getpid()
@@ -54,6 +66,7 @@ def lease(
         _held.add(token)
     try:
         with repo.catalog.session() as s:
+            previous = q.get_job(s, aq.lease_id(name))
             holder = aq.acquire_lease(
                 s, name, host=host, pid=pid, ttl_seconds=ttl, now=utcnow(), alive=process_alive
             )
@@ -71,7 +84,7 @@ def lease(
         )
         beat.start()
         try:
-            yield
+            yield Taken(name, previous)
         finally:
             stop.set()
             beat.join()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import itertools
 import logging
 import random
@@ -36,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from preservation.audit.budget import Budget, parse_budget
 from preservation.audit.codes import OUTCOMES
 from preservation.audit.events import FLUSH_COPIES, emit_run_events
-from preservation.audit.executor import Executor, make_executor
+from preservation.audit.executor import Executor, ThreadExecutor, make_executor
 from preservation.audit.fixity import (
     MODES,
     CheckResult,
@@ -49,7 +50,7 @@ from preservation.audit.fixity import (
 )
 from preservation.audit.incidents import Finding, IncidentNote, record_findings
 from preservation.audit.lease import lease
-from preservation.audit.manifests import ManifestCache, read_manifests
+from preservation.audit.manifests import Digests, EntrySink, ManifestIndex, read_manifests
 from preservation.audit.parquet_log import AuditLog, result_rows, unexpected_row
 from preservation.audit.plan import Planner, auto_budget, group_units
 from preservation.errors import PreservationError, UsageError
@@ -62,6 +63,7 @@ from preservation.progress import Reporter, Silent
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from preservation.audit.early import EarlyReads
     from preservation.catalog.audit_queries import Candidate
     from preservation.repository import Repository
 
@@ -167,11 +169,14 @@ def run_audit(
     executor: Executor | None = None,
     progress: Reporter | None = None,
     should_stop: Callable[[], bool] | None = None,
+    early: EarlyReads | None = None,
 ) -> list[RunSummary]:
     """Audit the requested store (or each store, in configuration order).
 
     Everything is validated before the first byte is read: the store names, the mode,
-    the budget, the algorithms, the sample fraction and the AIP.
+    the budget, the algorithms, the sample fraction and the AIP (``early`` reads,
+    from :func:`preservation.audit.early.start_early_reads`, are only used once the
+    run holds the store's lease, and only where that changes nothing it records).
     """
     names = [request.store] if request.store else list(repo.config.settings.stores)
     plans = [_prepare(repo, name, request) for name in names]
@@ -179,12 +184,29 @@ def run_audit(
     ex = executor or make_executor(repo.config, request.workers)
     try:
         return [
-            _StoreRun(repo, prepared, ex, progress or Silent(), should_stop or _never).run()
+            _StoreRun(
+                repo,
+                prepared,
+                ex,
+                progress or Silent(),
+                should_stop or _never,
+                early if _early_fits(early, prepared, ex) else None,
+            ).run()
             for prepared in plans
         ]
     finally:
         if own:
             ex.close()
+
+
+def _early_fits(early: EarlyReads | None, p: _Prepared, ex: Executor) -> bool:
+    return (
+        early is not None
+        and isinstance(ex, ThreadExecutor)
+        and p.mode == "full"
+        and p.aip == early.aip_id
+        and p.store == early.store.name
+    )
 
 
 def _never() -> bool:
@@ -253,16 +275,18 @@ class _StoreRun:
         executor: Executor,
         progress: Reporter,
         should_stop: Callable[[], bool],
+        early: EarlyReads | None = None,
     ) -> None:
         self.repo = repo
         self.p = p
+        self.early = early
         self.executor = executor
         self.progress = progress
         self.should_stop = should_stop
         self.ref = StoreRef.of(repo.config, p.store)
         self.store = repo.store(p.store)
         prime_store(self.ref, self.store)
-        self.manifests = ManifestCache()
+        self.manifests = ManifestIndex()
         self.checked_ids: set[int] = set()  # manifest file copies checked in this run
         self.scanned_copies: set[int] = set()  # copies scanned for unexpected objects
         self.copy_info: dict[int, Any] = {}
@@ -275,7 +299,9 @@ class _StoreRun:
         from preservation.catalog import queries as q
 
         p = self.p
-        with lease(self.repo, f"audit:{p.store}"):
+        with lease(self.repo, f"audit:{p.store}") as taken:
+            if self.early is not None:
+                self.early.claim(taken.previous)
             resumed = finish_interrupted(self.repo, p.store)
             started = utcnow()
             with self.repo.catalog.session() as s:
@@ -324,7 +350,14 @@ class _StoreRun:
                 prefix=self.repo.config.settings.audit.log_prefix,
             )
             try:
-                self._loop(started)
+                try:
+                    self._loop(started)
+                finally:
+                    self.manifests.close()
+                    if self.early is not None and self.early.used:
+                        # Some checks read their file before this point: the run
+                        # started when those reads did.
+                        self.summary.started = min(started, self.early.started_at)
             except BaseException as exc:
                 self._finish(
                     "failed",
@@ -429,7 +462,7 @@ class _StoreRun:
             by_copy.setdefault(c.copy_id, []).append(c)
         out: list[tuple[tuple[str, ...], FileTask]] = []
         for copy_id, rows in by_copy.items():
-            algs, manifests = self._copy_algorithms(s, copy_id, {r.path for r in rows}, extra)
+            algs, manifests = self._copy_algorithms(s, copy_id, [r.path for r in rows], extra)
             for c in rows:
                 if c.file_copy_id in self.checked_ids:
                     continue
@@ -445,25 +478,26 @@ class _StoreRun:
                     kind=c.kind,
                     size=c.size,
                     expected=expected,
-                    manifest=manifests.for_path(c.path, algs) if manifests else {},
+                    manifest=_for_path(manifests.get(c.path), algs),
                     file_uuid=c.file_uuid,
                 )
                 out.append((algs, task))
         return out, extra
 
     def _copy_algorithms(
-        self, s: Session, copy_id: int, paths: set[str], extra: list[CheckResult]
-    ) -> tuple[tuple[str, ...], Any]:
+        self, s: Session, copy_id: int, paths: list[str], extra: list[CheckResult]
+    ) -> tuple[tuple[str, ...], Digests]:
+        """The algorithms of a copy's checks and the manifest digests of ``paths``."""
         from preservation.audit.manifests import manifest_algorithms
         from preservation.catalog import audit_queries as aq
 
         p = self.p
         if p.mode == "inventory":
-            return (p.algorithm, *[a for a in CATALOGUE_DIGESTS if a != p.algorithm]), None
+            return (p.algorithm, *[a for a in CATALOGUE_DIGESTS if a != p.algorithm]), {}
         if p.mode == "sample":  # costly reads: the sampled files only, against the catalogue
             return (
                 (p.algorithm,) if p.algorithm in CATALOGUE_DIGESTS else (p.algorithm, "sha256")
-            ), None
+            ), {}
         algs: tuple[str, ...] = (p.algorithm,)
         if p.all_digests:
             if copy_id not in self.manifest_algs:  # once per copy, not once per batch
@@ -480,9 +514,9 @@ class _StoreRun:
         info = self.copy_info[copy_id]
         names = [f"{pre}manifest-{a}.txt" for a in algs for pre in ("", "tag")]
 
-        def load(wanted: set[str] | None) -> Any:
+        def load(sink: EntrySink) -> Any:
             # Looked up only when the manifests are read (not for every batch of a
-            # copy whose manifests are kept): the lookup reads the copy's file rows.
+            # copy whose manifests are indexed): the lookup reads the copy's file rows.
             manifest_rows = aq.copy_files(s, copy_id, names)
             tasks = [
                 FileTask(
@@ -500,10 +534,10 @@ class _StoreRun:
                 )
                 for m in manifest_rows
             ]
-            return read_manifests(self.store, tasks, algs, p.mode, wanted)
+            return read_manifests(self.store, tasks, algs, p.mode, sink)
 
-        manifests, fresh = self.manifests.get(copy_id, info.file_count, load, paths)
-        if fresh:
+        manifests = self.manifests.ensure(copy_id, info.file_count, load)
+        if manifests is not None:
             # A manifest that fails its own check is a finding now; one that passes is
             # recorded when its own turn in the plan comes (the budget stays exact).
             for r in manifests.checks:
@@ -519,7 +553,7 @@ class _StoreRun:
                     info.version,
                     problem,
                 )
-        return algs, manifests
+        return algs, self.manifests.lookup(copy_id, paths)
 
     # ------------------------------------------------------------------ checking
     def _check(
@@ -541,8 +575,11 @@ class _StoreRun:
                     yield CheckUnit(self.ref, p.mode, algs, tuple(run[k] for k in group))
                 i = j
 
+        check: Callable[[CheckUnit], list[CheckResult]] = run_unit
+        if self.early is not None:
+            check = functools.partial(run_unit, early=self.early.take)
         results: list[CheckResult] = []
-        for unit_results in self.executor.map(run_unit, unit_stream(), site=p.site):
+        for unit_results in self.executor.map(check, unit_stream(), site=p.site):
             results.extend(unit_results)
             self.progress.advance(len(unit_results))
         return results
@@ -764,6 +801,13 @@ def object_key(aip_id: str, origin_version: int, path: str) -> str:
     The parts come from the catalogue (validated at ingest); the store validates the
     whole key again before it touches anything."""
     return f"{aip_id}/v{origin_version}/{path}"
+
+
+def _for_path(listed: dict[str, str] | None, algorithms: Sequence[str]) -> dict[str, str]:
+    """A file's manifest digests of ``algorithms`` (in their order)."""
+    if not listed:
+        return {}
+    return {a: listed[a] for a in algorithms if a in listed}
 
 
 def _catalogue_digest(c: Any, algorithm: str) -> str | None:

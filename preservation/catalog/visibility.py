@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from sqlalchemy import ColumnElement, true
 
 from preservation.catalog.models import Aip
-from preservation.metadata.descriptive import Rights
 
 # Security levels that are not classified at all (anything else, 内部 included, is not).
 PUBLIC_SECURITY_LEVELS = frozenset({"非密", "公开", "public", "unclassified"})
@@ -34,6 +33,8 @@ def is_public(fields: Mapping[str, str | None]) -> bool:
         return False
     if level.lower() not in PUBLIC_SECURITY_LEVELS:
         return False
+    from preservation.metadata.descriptive import Rights  # not at import: the XML stack
+
     rights = Rights.from_fields({"security_level": level, "open_status": status})
     return rights.restriction == "Allow"
 

@@ -89,25 +89,47 @@ def audit_run(
     Exit status 0 when every check passed, 4 when any found a problem. SIGTERM stops
     the run at the next batch; what it checked is kept and the next run continues.
     """
-    from preservation.audit.runner import AuditRequest, run_audit
-    from preservation.progress import reporter
+    from preservation.audit.early import start_early_reads
 
     repo = state().repository()
-    request = AuditRequest(
+    # One AIP in full on a local store: its big files are read while the catalogue
+    # layer is imported and opened (the run uses those reads once it holds the
+    # store's lease, where nothing changed; see preservation.audit.early).
+    early = start_early_reads(
+        repo,
         store=store,
-        mode=mode,  # type: ignore[arg-type]
         aip=aip_id,
-        budget=budget,
-        all_digests=all_digests,
+        mode=mode,
         algorithm=algorithm,
-        seed=seed,
+        all_digests=all_digests,
+        budget=budget,
         fraction=fraction,
-        ahead=ahead,
-        repair=repair,
         workers=workers,
     )
-    with _stop_on_signals() as stop, reporter(not state().json, bytes_mode=False) as progress:
-        summaries = run_audit(repo, request, progress=progress, should_stop=stop.is_set)
+    try:
+        from preservation.audit.runner import AuditRequest, run_audit
+        from preservation.progress import reporter
+
+        request = AuditRequest(
+            store=store,
+            mode=mode,  # type: ignore[arg-type]
+            aip=aip_id,
+            budget=budget,
+            all_digests=all_digests,
+            algorithm=algorithm,
+            seed=seed,
+            fraction=fraction,
+            ahead=ahead,
+            repair=repair,
+            workers=workers,
+        )
+        with _stop_on_signals() as stop, reporter(not state().json, bytes_mode=False) as progress:
+            summaries = run_audit(
+                repo, request, progress=progress, should_stop=stop.is_set, early=early
+            )
+    finally:
+        if early is not None:
+            early.close()
     data = {
         "ok": all(s.failures == 0 for s in summaries),
         "runs": [s.to_dict() for s in summaries],

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -65,8 +66,11 @@ def _ingest(repo: Path, data: Path) -> str:
 
 def _in_run(audit: list[str], rss_mb: float) -> Measure:
     """The audit's own time (start to finish of its run), without interpreter start-up
-    and imports, from its --json report; the RSS is the measured run's."""
-    done = subprocess.run([*audit, "--json"], capture_output=True, text=True, check=True)
+    and imports, from its --json report; the RSS is the measured run's. Early reads
+    (preservation.audit.early) are off here: with them the run starts with its first
+    read, during the imports, and this figure would time those too."""
+    env = {**os.environ, "PRESERVATION_AUDIT_EARLY_READS": "0"}
+    done = subprocess.run([*audit, "--json"], capture_output=True, text=True, check=True, env=env)
     run = json.loads(done.stdout)["runs"][0]
     wall = (
         datetime.fromisoformat(run["finished"]) - datetime.fromisoformat(run["started"])
