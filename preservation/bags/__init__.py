@@ -11,10 +11,30 @@
   format the individual tag files.
 """
 
-from preservation.bags.findings import CODES, BagFinding
-from preservation.bags.profile import PROFILE_IDENTIFIER, validate_profile
-from preservation.bags.validate import BagReport, validate_bag
-from preservation.bags.writer import BagWriter, TagFile, make_bag_in_place
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from preservation.bags.findings import CODES, BagFinding
+    from preservation.bags.profile import PROFILE_IDENTIFIER, validate_profile
+    from preservation.bags.validate import BagReport, validate_bag
+    from preservation.bags.writer import BagWriter, TagFile, make_bag_in_place
+
+# Loaded on first use (PEP 562): a command that needs only the manifest parser (the
+# audit) does not import the validator, the writer and the profile checker.
+_HOME = {
+    "CODES": "findings",
+    "BagFinding": "findings",
+    "PROFILE_IDENTIFIER": "profile",
+    "validate_profile": "profile",
+    "BagReport": "validate",
+    "validate_bag": "validate",
+    "BagWriter": "writer",
+    "TagFile": "writer",
+    "make_bag_in_place": "writer",
+}
 
 __all__ = [
     "CODES",
@@ -27,3 +47,12 @@ __all__ = [
     "validate_bag",
     "validate_profile",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
