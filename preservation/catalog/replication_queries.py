@@ -231,14 +231,42 @@ class CopyFile:
     origin_version: int
 
 
-def version_files(session: Session, version_id: int) -> list[CopyFile]:
-    """Every file of a version (payload and tag), in path order."""
-    rows = session.execute(
+def version_files_page(
+    session: Session, version_id: int, *, after: str | None = None, limit: int = 2000
+) -> list[CopyFile]:
+    """Up to ``limit`` files of a version whose path sorts after ``after``, in path
+    order: one page of a keyset walk over the ``(version_id, path)`` unique index, so
+    that a caller walks a version of any size holding one page at a time."""
+    q = (
         select(File.path, File.kind, File.size, File.sha256, File.origin_version)
         .where(File.version_id == version_id)
         .order_by(File.path)
+        .limit(limit)
+    )
+    if after is not None:
+        q = q.where(File.path > after)
+    return [CopyFile(*r) for r in session.execute(q).all()]
+
+
+def version_file(session: Session, version_id: int, path: str) -> CopyFile | None:
+    """One file of a version by its path, if the catalogue lists it."""
+    row = session.execute(
+        select(File.path, File.kind, File.size, File.sha256, File.origin_version).where(
+            File.version_id == version_id, File.path == path
+        )
+    ).one_or_none()
+    return CopyFile(*row) if row is not None else None
+
+
+def version_origins(session: Session, version_id: int) -> dict[int, int]:
+    """``{origin version: files}`` of a version: the version prefixes its objects live
+    under, and how many of its files live under each."""
+    rows = session.execute(
+        select(File.origin_version, func.count())
+        .where(File.version_id == version_id)
+        .group_by(File.origin_version)
     ).all()
-    return [CopyFile(*r) for r in rows]
+    return {int(v): int(n) for v, n in rows}
 
 
 def verified_sources(session: Session, version_id: int, exclude: str) -> list[str]:
@@ -624,5 +652,8 @@ __all__ = [
     "stale_copies",
     "store_object_totals",
     "verified_sources",
+    "version_file",
+    "version_files_page",
+    "version_origins",
     "version_summaries",
 ]

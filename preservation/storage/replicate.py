@@ -19,16 +19,20 @@ One copy (one AIP version onto one store):
    ``bagit.txt`` is there (the primary first). Cold stores are never read.
 3. **Objects**: every file of the version, at ``<aip>/v<origin version>/<path>`` (a
    later version that reuses payload points at the earlier version's objects, so a
-   new version copies only what the replica lacks). The target's version prefixes are
-   listed once per copy; an object already on the target with the right size and
-   SHA-256 is kept: S3 stores report the stored SHA-256 in
-   ``head``; local stores keep no checksum, so the existing file is re-hashed (a read
-   is cheaper than a rewrite, and a rewrite would not be checked either). Anything else
-   is written with ``put(..., digests={"sha256": ...}, size=...)``: the store verifies
-   the bytes end to end (S3 sends ``ChecksumSHA256``, the server checks it), so a
-   corrupt source is refused and the next source is tried. An S3 store configured
-   with ``object_lock_mode``/``object_lock_days`` writes every object with that
-   retention.
+   new version copies only what the replica lacks). Nothing is held per object: the
+   files are read from the catalogue a page at a time (keyset on the path), the
+   target's version prefixes are listed once per copy into a scratch database (the
+   stores' listing order is not relied on), at most a bounded window of objects is in
+   flight and only counts are kept of the objects done. An object the listing lacks,
+   or lists with another size, is written without a further request; an object
+   listed with the right size is kept when its SHA-256 is right: S3 stores report the
+   stored SHA-256 in ``head``; local stores keep no checksum, so the existing file is
+   re-hashed (a read is cheaper than a rewrite, and a rewrite would not be checked
+   either). Anything else is written with ``put(..., digests={"sha256": ...},
+   size=...)``: the store verifies the bytes end to end (S3 sends ``ChecksumSHA256``,
+   the server checks it), so a corrupt source is refused and the next source is tried.
+   An S3 store configured with ``object_lock_mode``/``object_lock_days`` writes every
+   object with that retention.
 4. **Read-back** (``policy.replication_readback``): ``head`` compares size and the
    stored checksum (size only on local stores, whose ``put`` hashed the bytes it wrote);
    ``full`` re-reads the object and hashes it. Cold stores are always checked by
@@ -37,10 +41,10 @@ One copy (one AIP version onto one store):
    store holds an AIP version exactly when its ``bagit.txt`` is there, so a copy cut
    short is never declared.
 6. **Commit** in one transaction: the copy ``verified`` (``verified_at``), every file
-   row ``pass`` with ``last_verified_at``, the job ``done``, and one PREMIS
-   ``replication`` event for the version and target (source, target, counts, agent)
-   appended to the event chain; the event document is then written beside the AIP on
-   every store holding it (:mod:`preservation.eventlog`).
+   row ``pass`` with ``last_verified_at`` (one bulk ``UPDATE``, no row in memory), the
+   job ``done``, and one PREMIS ``replication`` event for the version and target
+   (source, target, counts, agent) appended to the event chain; the event document is
+   then written beside the AIP on every store holding it (:mod:`preservation.eventlog`).
 
 Failures: a transient error (a store that is down) leaves the copy queued in its
 state with the error in its job; the copy's objects not yet started are not tried, and
@@ -61,10 +65,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -88,6 +95,7 @@ from preservation.jobs import process_alive, software_agent
 from preservation.model import Event, utcnow
 from preservation.paths import join_key
 from preservation.progress import Reporter, Silent
+from preservation.scratch import name_key, open_scratch
 from preservation.storage.base import Store
 from preservation.storage.local import TMP_NAME, LocalStore
 from preservation.storage.registry import as_s3
@@ -103,6 +111,10 @@ OBJECT_ATTEMPTS = 3
 RETRY_BASE_DELAY = 0.5
 RETRY_MAX_DELAY = 8.0
 READBACK_MODES = ("head", "full")
+FILE_PAGE = 2000  # file rows read from the catalogue at a time
+LEFTOVER_PAGE = 5000  # keys cleared of leftovers at a time
+LIST_CHUNK = 1000  # listed objects written to the scratch database at a time
+LOOKUP_CHUNK = 500  # keys looked up in the scratch database at a time
 
 T = TypeVar("T")
 
@@ -212,10 +224,81 @@ class ReplicationReport:
 
 @dataclass
 class _Object:
-    key: str
     size: int
     copied: bool
     source: str | None
+
+
+@dataclass
+class _Tally:
+    """What the objects of one copy came to (counted as they finish; none is kept)."""
+
+    objects: int = 0
+    copied: int = 0
+    bytes_copied: int = 0
+    sources: set[str] = field(default_factory=set)
+
+    def add(self, obj: _Object) -> None:
+        self.objects += 1
+        if obj.copied:
+            self.copied += 1
+            self.bytes_copied += obj.size
+        if obj.source:
+            self.sources.add(obj.source)
+
+
+class _Listing:
+    """``key -> size`` of what a target holds under some version prefixes of one AIP,
+    listed once and kept in a scratch database (not in memory): a version of any
+    number of objects is looked up a page at a time. The stores' listing order is
+    not relied on (SeaweedFS lists folder by folder). A failure of the scratch
+    database (the local disk) is not a finding about the copy: ``sqlite3.Error``
+    propagates and the attempt ends as interrupted, the copy still queued."""
+
+    def __init__(self, target: Store, aip_id: str, versions: Sequence[int]) -> None:
+        self.target = target
+        self.aip_id = aip_id
+        self.versions = versions
+        self.count = 0
+        self._db: sqlite3.Connection | None = None
+
+    def __enter__(self) -> _Listing:
+        self._db = open_scratch()
+        try:
+            self._db.execute(
+                "CREATE TABLE listed (key BLOB PRIMARY KEY, size INTEGER NOT NULL) WITHOUT ROWID"
+            )
+            for v in self.versions:
+                items = self.target.list(join_key(self.aip_id, f"v{v}") + "/")
+                while chunk := [(name_key(i.key), i.size) for i in islice(items, LIST_CHUNK)]:
+                    self._db.executemany("INSERT OR REPLACE INTO listed VALUES (?, ?)", chunk)
+            self.count = int(self._db.execute("SELECT count(*) FROM listed").fetchone()[0])
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def sizes(self, keys: Sequence[str]) -> list[int | None]:
+        """The listed size of each of ``keys`` (None: not listed)."""
+        if not self.count or not keys:
+            return [None] * len(keys)
+        assert self._db is not None
+        found: dict[bytes, int] = {}
+        for start in range(0, len(keys), LOOKUP_CHUNK):
+            chunk = [name_key(k) for k in keys[start : start + LOOKUP_CHUNK]]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                self._db.execute(f"SELECT key, size FROM listed WHERE key IN ({marks})", chunk)
+            )
+        return [found.get(name_key(k)) for k in keys]
 
 
 # --- the worker -------------------------------------------------------------------
@@ -301,13 +384,10 @@ class Replicator:
         checkpoint("replicate:after-claim")
         result = CopyResult(copy_id, claim.aip_id, claim.version, claim.store, "verified")
         try:
-            files, sources = self._db(
-                lambda s: (
-                    rq.version_files(s, claim.version_id),
-                    rq.verified_sources(s, claim.version_id, exclude=claim.store),
-                )
+            sources = self._db(
+                lambda s: rq.verified_sources(s, claim.version_id, exclude=claim.store)
             )
-            self._copy(claim, files, sources, result)
+            self._copy(claim, sources, result)
             checkpoint("replicate:before-commit")
             self._commit(claim, result)
             self._copy_event_log(claim, result)
@@ -331,67 +411,84 @@ class Replicator:
 
     # -- copying -------------------------------------------------------------------
 
-    def _copy(
-        self,
-        claim: rq.Claim,
-        files: Sequence[rq.CopyFile],
-        candidates: Sequence[str],
-        result: CopyResult,
-    ) -> None:
+    def _copy(self, claim: rq.Claim, candidates: Sequence[str], result: CopyResult) -> None:
         target = self.repo.store(claim.store)
         cold = self._settings(claim.store).cold
         sources = self._sources(claim, candidates)
         if claim.interrupted_jobs or claim.earlier_failures:
-            keys = [object_key(claim.aip_id, f.origin_version, f.path) for f in files]
-            clear_leftovers(target, keys)
-        declaration = [f for f in files if f.path == BAG_DECLARATION]
-        if not declaration:
+            for page in self._pages(claim.version_id, LEFTOVER_PAGE):
+                clear_leftovers(
+                    target, [object_key(claim.aip_id, f.origin_version, f.path) for f in page]
+                )
+        declaration, origins = self._db(
+            lambda s: (
+                rq.version_file(s, claim.version_id, BAG_DECLARATION),
+                rq.version_origins(s, claim.version_id),
+            )
+        )
+        if declaration is None:
             raise StorageError(
                 f"AIP {claim.aip_id} v{claim.version}: the catalogue lists no {BAG_DECLARATION}"
             )
-        body = [f for f in files if f.path != BAG_DECLARATION]
-        # One listing per version prefix tells which objects are there at all, so
-        # that an object not there costs no request before it is written.
-        listed = self._listing(target, claim.aip_id, {f.origin_version for f in files})
+        # The files are walked page by page from the catalogue and the target's
+        # listing is kept in a scratch database: memory does not grow with the number
+        # of objects. One listing per version prefix tells which objects are there at
+        # all, so that an object not there costs no request before it is written.
+        with _Listing(target, claim.aip_id, sorted(origins)) as listed:
+            # Once an object failed for good, the objects not yet started are not
+            # tried: the copy has failed (or its store is down) and waits for the next
+            # run.
+            failed: list[PreservationError] = []
 
-        # Once an object failed for good, the objects not yet started are not tried:
-        # the copy has failed (or its store is down) and waits for the next run.
-        failed: list[PreservationError] = []
+            def one(item: tuple[rq.CopyFile, int | None]) -> _Object:
+                if failed:
+                    raise failed[0]
+                f, size = item
+                try:
+                    return self._object(claim.aip_id, f, sources, target, cold, size)
+                except PreservationError as e:
+                    failed.append(e)
+                    raise
 
-        def one(f: rq.CopyFile) -> _Object:
-            if failed:
-                raise failed[0]
-            try:
-                return self._object(claim.aip_id, f, sources, target, cold, listed)
-            except PreservationError as e:
-                failed.append(e)
-                raise
+            def body() -> Iterator[tuple[rq.CopyFile, int | None]]:
+                for page in self._pages(claim.version_id, FILE_PAGE):
+                    files = [f for f in page if f.path != BAG_DECLARATION]
+                    sizes = listed.sizes(
+                        [object_key(claim.aip_id, f.origin_version, f.path) for f in files]
+                    )
+                    yield from zip(files, sizes, strict=True)
 
-        done: list[_Object] = []
-        half = len(body) // 2
-        for i, obj in enumerate(bounded_map(one, body, self.workers)):
-            done.append(obj)
-            if i == half:
-                checkpoint("replicate:mid-copy")
-        checkpoint("replicate:before-declare")
-        done.append(one(declaration[0]))
-        result.objects = len(done)
-        result.copied = sum(1 for o in done if o.copied)
-        result.present = result.objects - result.copied
-        result.bytes_copied = sum(o.size for o in done if o.copied)
-        used = {o.source for o in done if o.source}
+            tally = _Tally()
+            half = (sum(origins.values()) - 1) // 2
+            for i, obj in enumerate(bounded_map(one, body(), self.workers)):
+                tally.add(obj)
+                if i == half:
+                    checkpoint("replicate:mid-copy")
+            checkpoint("replicate:before-declare")
+            bagit = object_key(claim.aip_id, declaration.origin_version, declaration.path)
+            tally.add(one((declaration, listed.sizes([bagit])[0])))
+        result.objects = tally.objects
+        result.copied = tally.copied
+        result.present = tally.objects - tally.copied
+        result.bytes_copied = tally.bytes_copied
+        used = tally.sources
         result.sources = [s.name for s in sources if s.name in used] or [sources[0].name]
+
+    def _pages(self, version_id: int, size: int) -> Iterator[list[rq.CopyFile]]:
+        """The version's files, one page (one short catalogue transaction) at a time."""
+        after: str | None = None
+        while True:
+            fetch = partial(rq.version_files_page, version_id=version_id, after=after, limit=size)
+            page = self._db(fetch)
+            if not page:
+                return
+            yield page
+            if len(page) < size:
+                return
+            after = page[-1].path
 
     def _settings(self, name: str) -> Any:
         return self.repo.config.store_settings(name)
-
-    @staticmethod
-    def _listing(target: Store, aip_id: str, versions: set[int]) -> dict[str, int]:
-        """``{key: size}`` of what the target holds under the given version prefixes."""
-        found: dict[str, int] = {}
-        for v in sorted(versions):
-            found.update((i.key, i.size) for i in target.list(join_key(aip_id, f"v{v}") + "/"))
-        return found
 
     def _sources(self, claim: rq.Claim, candidates: Sequence[str]) -> list[Store]:
         """Readable stores holding the declared version, in preference order."""
@@ -449,8 +546,10 @@ class Replicator:
         sources: Sequence[Store],
         target: Store,
         cold: bool,
-        listed: Mapping[str, int],
+        listed_size: int | None,
     ) -> _Object:
+        """Copy one object unless it is there intact. ``listed_size``: its size in the
+        target's listing, None when the listing does not have it."""
         key = object_key(aip_id, f.origin_version, f.path)
         label = f"{target.name}:{key}"
         first = [True]
@@ -458,7 +557,12 @@ class Replicator:
         def attempt() -> _Object:
             # The listing is only good for the first attempt: a failed attempt may
             # have written the object since.
-            if first[0] and key not in listed:
+            if first[0] and listed_size is None:
+                present, hashed = False, False
+            elif first[0] and listed_size != f.size:
+                log.warning(
+                    "%s has %d bytes, expected %d: replacing it", label, listed_size, f.size
+                )
                 present, hashed = False, False
             else:
                 present, hashed = self._present(target, key, f)
@@ -466,10 +570,10 @@ class Replicator:
             if present:
                 if self.readback == "full" and not cold and not hashed:
                     self._readback(target, key, f, full=True)
-                return _Object(key, f.size, False, None)
+                return _Object(f.size, False, None)
             source = self._put_from(sources, target, key, f)
             self._readback(target, key, f, full=self.readback == "full" and not cold)
-            return _Object(key, f.size, True, source)
+            return _Object(f.size, True, source)
 
         obj: _Object = self._retry(attempt, f"replicating {label}")
         with self._progress_lock:

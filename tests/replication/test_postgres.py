@@ -64,3 +64,24 @@ def test_replicate_health_and_delete_on_postgresql(repo: Repository, tmp_path: P
     assert result.request["state"] == "completed"
     assert [e.outcome for e in events_of(repo, a, "deletion")] == ["success"]
     assert health(repo).to_dict()["aip_totals"]["deleted"] == 1
+
+
+def test_paged_walk_follows_the_server_collation(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The files of a version are read in pages keyed by path (``path > last`` and
+    ``ORDER BY path`` compare under the same collation, whatever the server's is):
+    every file is read exactly once."""
+    from preservation.storage import replicate as rep
+    from tests.replication.helpers import aip_keys, expected_keys
+
+    monkeypatch.setattr(rep, "FILE_PAGE", 2)
+    names = ["B.txt", "a.txt", "_x.txt", "Z-1.txt", "z_2.txt", "é.txt", "e.txt", "A b.txt"]
+    aip = ingest_aip(repo, tmp_path / "in", "T1", {n: f"{n} bytes".encode() for n in names})
+
+    report = replicate_pending(repo)
+
+    [result] = report.results
+    assert result.outcome == "verified", result.error
+    assert result.objects == result.copied == len(expected_keys(repo, aip))
+    assert aip_keys(repo.store("offsite"), aip) == expected_keys(repo, aip)
