@@ -10,9 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any, cast
 
 from sqlalchemy import Table, func, insert, literal, select
@@ -33,6 +32,7 @@ from preservation.catalog.models import (
     UTCDateTime,
 )
 from preservation.errors import NotInCatalog, UsageError
+from preservation.iterutil import batched
 from preservation.model import new_uuid, utcnow
 
 DEFAULT_BATCH_SIZE = 1000
@@ -91,12 +91,6 @@ def find_aip_by_payload_key(
 # --- files ------------------------------------------------------------------------
 
 
-def _batches(rows: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
-    it = iter(rows)
-    while batch := list(islice(it, size)):
-        yield batch
-
-
 def add_files_batched(
     session: Session,
     version_id: int,
@@ -116,7 +110,7 @@ def add_files_batched(
     if version is None:
         raise NotInCatalog(kind="AIP version", ident=version_id)
     total = 0
-    for batch in _batches(rows, batch_size):
+    for batch in batched(rows, batch_size):
         prepared = []
         for row in batch:
             keys = row.keys()

@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from preservation.formats.policy import AT_RISK, STATUSES, FormatPolicy, policy_for
+from preservation.iterutil import batched
 from preservation.model import Agent, Event, utcnow
 from preservation.paths import join_key
 
@@ -328,17 +329,6 @@ class ReidentifyReport:
         return {"files": self.files, "changed": self.changed, "tool": self.tool}
 
 
-def _batches(files: Iterator[CurrentFile], n: int) -> Iterator[list[CurrentFile]]:
-    batch: list[CurrentFile] = []
-    for f in files:
-        batch.append(f)
-        if len(batch) >= n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def reidentify(
     repo: Repository, aip_id: str | None = None, *, batch: int = 200
 ) -> ReidentifyReport:
@@ -371,7 +361,7 @@ def _reidentify_files(
 
     root = repo.config.staging_dir
     root.mkdir(parents=True, exist_ok=True)
-    for group in _batches(iter(files), batch):
+    for group in batched(files, batch):
         work = Path(tempfile.mkdtemp(prefix="reidentify-", dir=root))
         try:
             local: dict[Path, CurrentFile] = {}

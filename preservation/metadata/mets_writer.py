@@ -46,6 +46,7 @@ from urllib.parse import quote
 from lxml import etree
 
 from preservation.errors import MetsBuildError
+from preservation.iterutil import batched
 from preservation.metadata import premis as pm
 from preservation.metadata.descriptive import Rights, archival_element, checked, dublin_core
 from preservation.metadata.namespaces import (
@@ -486,17 +487,6 @@ def _basename(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
-def _pages(items: Iterable[FileEntry], n: int) -> Iterator[list[FileEntry]]:
-    page: list[FileEntry] = []
-    for item in items:
-        page.append(item)
-        if len(page) >= n:
-            yield page
-            page = []
-    if page:
-        yield page
-
-
 def _scan(pkg: MetsPackage, records: RecordTable) -> _Scan:
     scan = _Scan(records)
     for stmt in ("DROP TABLE IF EXISTS temp.linked", "DROP TABLE IF EXISTS temp.derived",
@@ -504,7 +494,7 @@ def _scan(pkg: MetsPackage, records: RecordTable) -> _Scan:
         records.execute(stmt)
     has_records = bool(records)
     previous: str | None = None
-    for page in _pages(pkg.files(), SCAN_PAGE):
+    for page in batched(pkg.files(), SCAN_PAGE):
         for entry in page:
             scan.count += 1
             problem = path_problem(entry.path) or xml_text_problem(entry.path)
@@ -531,11 +521,7 @@ def _scan(pkg: MetsPackage, records: RecordTable) -> _Scan:
             )
         records.many(
             "INSERT INTO temp.derived (source, uuid, name, role) VALUES (?, ?, ?, ?)",
-            (
-                (e.derived_from, e.uuid, _basename(e.path), e.role)
-                for e in page
-                if e.derived_from
-            ),
+            ((e.derived_from, e.uuid, _basename(e.path), e.role) for e in page if e.derived_from),
         )
     for row, code, path in records.query(
         "SELECT r.row, r.reference_code, l.path FROM links l JOIN records r ON r.seq = l.seq"
@@ -866,7 +852,7 @@ class _Writer:
         attrs = {"TYPE": "unassigned", "LABEL": "files not described by a record"}
         div, fptr = _qname(_DIV), _qname(_FPTR)
         with out.element(mets("div"), attrs):
-            for page in _pages(self.pkg.files(), SCAN_PAGE):
+            for page in batched(self.pkg.files(), SCAN_PAGE):
                 uncovered = self.scan.uncovered([e.uuid for e in page])
                 for entry in page:
                     if entry.uuid not in uncovered:
