@@ -182,7 +182,8 @@ class ExtractResult:
     dirs: int = 0
     bytes: int = 0
     findings: list[Finding] = field(default_factory=list)  # warnings that did not refuse
-    decoded_names: dict[str, str] = field(default_factory=dict)  # path -> raw name (escaped)
+    # path -> raw name (escaped) of the first legacy-named members (ARC-012 counts the rest)
+    decoded_names: dict[str, str] = field(default_factory=dict)
 
 
 class _Readable(Protocol):
@@ -681,6 +682,7 @@ def _check_zip(
     budget = _Budget(archive, limits)
     tree = _Tree()
     total = 0
+    legacy: dict[str, int] = {}  # legacy encoding -> names decoded with it
     try:
         if reader.count > limits.max_archive_files:
             raise _too_many(archive, reader, limits.max_archive_files)
@@ -716,17 +718,22 @@ def _check_zip(
                         f" bytes, more than the limit of {limits.max_compression_ratio:g}:1",
                     )
             if member.legacy is not None:
-                shown = entry.raw_name.decode("ascii", "backslashreplace")
-                result.decoded_names[rel] = shown
-                result.findings.append(
-                    _finding(
-                        archive,
-                        LEGACY_NAME,
-                        name,
-                        f"name not flagged UTF-8; raw bytes {shown} decoded as {member.legacy}",
-                        result="warn",
+                # a zip from a Chinese Windows desktop may name every member so: the
+                # first names are listed, the rest counted (memory stays flat)
+                legacy[member.legacy] = legacy.get(member.legacy, 0) + 1
+                if sum(legacy.values()) <= MAX_FINDINGS_PER_CHECK:
+                    shown = entry.raw_name.decode("ascii", "backslashreplace")
+                    result.decoded_names[rel] = shown
+                    result.findings.append(
+                        _finding(
+                            archive,
+                            LEGACY_NAME,
+                            name,
+                            f"name not flagged UTF-8; raw bytes {shown} decoded as"
+                            f" {member.legacy}",
+                            result="warn",
+                        )
                     )
-                )
     except (BadZip, OSError) as e:
         # what was judged of a directory that turns out corrupt is not to be trusted
         problems = _Problems(archive)
@@ -734,6 +741,18 @@ def _check_zip(
         return problems
     finally:
         tree.close()
+    more = sum(legacy.values()) - MAX_FINDINGS_PER_CHECK
+    if more > 0:
+        encodings = ", ".join(f"{n} as {enc}" for enc, n in sorted(legacy.items()))
+        result.findings.append(
+            Finding(
+                LEGACY_NAME.code,
+                "warn",
+                f"{archive.name}: {more} more member name(s) not flagged UTF-8"
+                f" (in all: {encodings})",
+                details={"archive": str(archive), "more": more},
+            )
+        )
     size = reader.file_size
     if budget.over_ratio(total, size):
         problems.add(

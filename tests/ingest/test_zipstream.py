@@ -276,6 +276,25 @@ def test_names_utf8_flagged_and_legacy(tmp_path: Path) -> None:
     assert codes(result.findings) == ["ARC-012", "ARC-012"]
 
 
+def test_many_legacy_names_list_the_first_and_count_the_rest(tmp_path: Path) -> None:
+    # A zip made on a Chinese Windows desktop names every member in GB18030: the
+    # warnings name the first members and count the rest, so memory stays flat.
+    from preservation.ingest.archives import MAX_FINDINGS_PER_CHECK
+
+    n = MAX_FINDINGS_PER_CHECK + 50
+    z = T.zip_entries(
+        tmp_path / "legacy.zip",
+        [(T.legacy_name_info(f"T/文书/通知{i:03d}.txt", "gb18030"), b"x") for i in range(n)],
+    )
+    result = extract(z, tmp_path / "out", IngestSettings())
+    assert result.files == n and (tmp_path / f"out/T/文书/通知{n - 1:03d}.txt").exists()
+    assert codes(result.findings) == ["ARC-012"] * (MAX_FINDINGS_PER_CHECK + 1)
+    assert len(result.decoded_names) == MAX_FINDINGS_PER_CHECK
+    summary = result.findings[-1]
+    assert summary.result == "warn" and summary.details["more"] == 50
+    assert f"in all: {n} as gb18030" in summary.message
+
+
 def test_bad_utf8_name_is_collected_with_the_other_problems(tmp_path: Path) -> None:
     flagged = T.RawZipInfo("caf\u00e9.txt")
     flagged.encoding = "latin-1"
