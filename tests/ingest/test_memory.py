@@ -223,8 +223,13 @@ def extract_peak_mb(tmp_path: Path, count: int) -> int:
             info = tarfile.TarInfo(f"T/d{i // 100:04d}/f{i:06d}.bin")
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
+    return archive_extract_peak_mb(archive, tmp_path / f"x{count}", count)
+
+
+def archive_extract_peak_mb(archive: Path, out: Path, count: int) -> int:
+    """Peak RSS (MB) of extracting ``archive`` (``count`` members) in a fresh process."""
     done = subprocess.run(
-        [sys.executable, "-c", EXTRACT_SCRIPT, str(archive), str(tmp_path / f"x{count}")],
+        [sys.executable, "-c", EXTRACT_SCRIPT, str(archive), str(out)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -8,8 +8,6 @@ from __future__ import annotations
 import io
 import random
 import struct
-import subprocess
-import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -21,7 +19,7 @@ from preservation.errors import ArchiveRefused
 from preservation.ingest.archives import extract
 from preservation.ingest.zipstream import BadZip, Entry, ZipReader
 from tests.ingest.conftest import codes
-from tests.ingest.test_memory import EXTRACT_SCRIPT
+from tests.ingest.test_memory import archive_extract_peak_mb
 from tests.support import transfers as T
 
 # ------------------------------------------------------------------ builders
@@ -449,16 +447,7 @@ def zip_extract_peak_mb(tmp_path: Path, count: int) -> int:
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
         for i in range(count):
             zf.writestr(f"T/d{i // 100:04d}/f{i:06d}.bin", rng.randbytes(32))
-    done = subprocess.run(
-        [sys.executable, "-c", EXTRACT_SCRIPT, str(archive), str(tmp_path / f"x{count}")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    files, hwm_kb = (int(v) for v in done.stdout.split())
-    assert files == count
-    return hwm_kb // 1024
+    return archive_extract_peak_mb(archive, tmp_path / f"x{count}", count)
 
 
 @pytest.mark.slow
