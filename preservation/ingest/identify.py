@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pygfried
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import preservation
 from preservation.errors import ConfigError
@@ -74,30 +73,6 @@ def find_schema_file(name: str) -> Path:
             return d / name
     tried = ", ".join(str(d) for d in schema_dirs())
     raise ConfigError(f"{name} not found (looked in {tried})")
-
-
-class _FormatModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str = Field(min_length=1)
-    accept: Accept
-    group: str = "other"
-    note: str = ""
-
-
-class _LocalFormatModel(_FormatModel):
-    container: str = Field(pattern=r"^(x-)?fmt/[0-9]+$")
-    mime: str = Field(min_length=3)
-
-
-class _AcceptedModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    schema_ref: str | None = Field(default=None, alias="$schema")
-    title: str = Field(min_length=1)
-    version: str = Field(min_length=1)
-    sources: list[str] = Field(default_factory=list)
-    unlisted: Accept = "warn"
-    formats: dict[str, _FormatModel]
-    local_formats: dict[str, _LocalFormatModel] = Field(default_factory=dict)
 
 
 _PUID = re.compile(r"^(x-)?fmt/[0-9]+$")
@@ -172,8 +147,12 @@ def load_accepted_formats(path: Path | None = None) -> AcceptedFormats:
     problems = _jsonschema_problems(data, schema_path) if schema_path is not None else None
     if problems:
         raise ConfigError(problems=[f"{path}: {p}" for p in problems])
+    from pydantic import ValidationError  # not at import: the identification worker
+
+    from preservation.ingest.accepted_models import AcceptedModel
+
     try:
-        model = _AcceptedModel.model_validate(data)
+        model = AcceptedModel.model_validate(data)
     except ValidationError as e:
         raise ConfigError(
             problems=[

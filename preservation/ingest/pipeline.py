@@ -277,7 +277,7 @@ class _Ingest:
         from preservation.ingest.usability import UsabilityTally
 
         self._usability = UsabilityTally()  # counted as batches come back
-        # Identification and opening checks run in worker processes while this process
+        # Identification and opening checks run in a worker process while this process
         # hashes and copies the next batches; at most LOOKAHEAD batches are in flight.
         pending: deque[tuple[list[FileEntry], Future[Examined]]] = deque()
         staged_count = 0
@@ -303,8 +303,8 @@ class _Ingest:
                     close()
         if not examiner.in_process:
             log.info(
-                "identification workers: %d, largest peak RSS %d MB",
-                examiner.workers,
+                "identification worker: %d Go workers, peak RSS %d MB",
+                examiner.go_workers,
                 examiner.worker_peak_kb // 1024,
             )
         self.progress.done()

@@ -6,8 +6,8 @@ through pygfried one file at a time, on the same files.
 - ours: ``preservation.ingest.identify.identify_files`` (what ingest runs): one
   shared ``pygfried.Scanner``, ``identify_many`` over chunks of paths with the
   configured number of Go workers (``identify_workers``, default 2), the OFD
-  refinement and the FormatInfo records; with ``GOGC=25`` in its environment, as the
-  ingest's identification workers start with (``examine.SIEGFRIED_GOGC``);
+  refinement and the FormatInfo records; with ``GOGC`` in its environment as the
+  ingest's identification worker starts with (``examine.SIEGFRIED_GOGC``);
 - peer: ``pygfried.identify(path)`` called once per file (a fresh scan each time,
   the first format identifier only).
 

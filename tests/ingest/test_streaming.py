@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from preservation.errors import DigestMismatch, ObjectExists
+from preservation.errors import DigestMismatch, ObjectExists, PreservationError
 from preservation.ingest import examine
 from preservation.ingest.examine import Examiner, examine_batch
 from preservation.ingest.pathcheck import check_duplicates
@@ -46,7 +46,7 @@ def test_worker_processes_find_what_the_ingest_process_finds(tmp_path: Path) -> 
     assert 0 < pool.worker_peak_kb < 400 * 1024
 
 
-def test_workers_start_with_the_siegfried_gc_target(
+def test_the_worker_starts_with_the_siegfried_gc_target(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Go reads GOGC from the environment a process was started with (what
@@ -55,11 +55,46 @@ def test_workers_start_with_the_siegfried_gc_target(
     source = T.make_folder_transfer(tmp_path)
     with Examiner(workers=1, files=examine.IN_PROCESS_BELOW) as pool:
         pool.submit(_items(source)).result()
-        pids = list(pool._pool._processes) if pool._pool is not None else []
-        assert pids
-        for pid in pids:
-            started_with = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            assert f"GOGC={examine.SIEGFRIED_GOGC}".encode() in started_with
+        pid = pool.worker_pid
+        assert pid is not None
+        started_with = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert f"GOGC={examine.SIEGFRIED_GOGC}".encode() in started_with
+        # a fresh interpreter that imports only what examining needs
+        assert b"preservation.ingest.examine" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert "GOGC" not in os.environ  # this process's environment is left alone
+
+
+def test_the_worker_is_replaced_and_a_dead_worker_fails_the_batch_clearly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = T.make_folder_transfer(tmp_path)
+    items = _items(source)
+    monkeypatch.setattr(examine, "TASKS_PER_WORKER", 2)
+    with Examiner(workers=1, files=examine.IN_PROCESS_BELOW) as pool:
+        pids = []
+        for _ in range(3):
+            assert len(pool.submit(items).result().formats) == len(items)
+            pids.append(pool.worker_pid)
+        assert pids[0] == pids[1] != pids[2]  # replaced after TASKS_PER_WORKER batches
+        assert not Path(f"/proc/{pids[0]}").exists()  # told to exit, and reaped
+        os.kill(pids[2], 9)  # the worker dies: this batch and every later one fail
+        first, later = pool.submit(items), pool.submit(items)
+        with pytest.raises(PreservationError, match=r"identification worker .* exit status -9"):
+            first.result()
+        with pytest.raises(PreservationError):
+            later.result()
+
+
+def test_an_error_raised_in_the_worker_reaches_the_caller_and_the_worker_goes_on(
+    tmp_path: Path,
+) -> None:
+    source = T.make_folder_transfer(tmp_path)
+    with Examiner(workers=1, files=examine.IN_PROCESS_BELOW) as pool:
+        bad = pool.submit([("only-one-part",)])  # type: ignore[list-item]
+        good = pool.submit(_items(source))
+        with pytest.raises(ValueError):
+            bad.result()
+        assert len(good.result().formats) == 3
 
 
 def test_a_small_transfer_is_examined_in_process(tmp_path: Path) -> None:
