@@ -14,7 +14,10 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-CACHE_KIB = 2000  # page cache of each scratch database
+# page cache of each scratch database: its pages are in the OS page cache anyway, and
+# an ingest keeps three or four open beside its identification worker (1,000 instead
+# of 2,000 took 4 MB off the ingest process at 60,000 files, in the same time)
+CACHE_KIB = 1000
 
 
 def open_scratch(path: Path | None = None, *, shared: bool = False) -> sqlite3.Connection:

@@ -170,6 +170,9 @@ class Examiner:
                     break
                 if task is not None:
                     task[0].cancel()
+            worker = self._worker
+            if worker is not None:  # the batch in flight fails at once; nobody waits for it
+                worker.kill()
         self._tasks.put(None)
         self._thread.join()
         self._thread = None
@@ -232,10 +235,14 @@ class _Worker:
             + (f": {tail}" if tail else "")
         )
 
+    def kill(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+
     def stop(self, kill: bool = False) -> None:
         """Close its stdin (it exits), or kill it; wait for it either way."""
         if kill:
-            self._proc.kill()
+            self.kill()
         for stream in (self._proc.stdin, self._proc.stdout):
             if stream is not None:
                 try:

@@ -246,6 +246,7 @@ class Suite:
         started = dt.datetime.now(dt.UTC)
         t0 = time.perf_counter()
         load_before = os.getloadavg()
+        cpu_before = cpu_times()
         with tempfile.TemporaryDirectory(dir=self.args.workdir, prefix="bench-") as tmp:
             base = Path(tmp)
             try:
@@ -267,13 +268,15 @@ class Suite:
                 if self.server is not None:
                     self.server.stop()
         wall = time.perf_counter() - t0
+        steal = steal_share(cpu_before, cpu_times())
         targets = self.targets()
         targets += [(f"FAILED {text}", False) for text in self.failures]
         print("\n" + "\n".join(f"{'met   ' if ok else 'MISSED'} {text}" for text, ok in targets))
         print(f"\nsuite wall time {wall:.0f} s; load average before {load_before[0]:.2f},"
-              f" after {os.getloadavg()[0]:.2f}")  # fmt: skip
+              f" after {os.getloadavg()[0]:.2f}; CPU time stolen by the hypervisor"
+              f" {steal_text(steal)}")  # fmt: skip
         if self.args.out:
-            self.write_markdown(Path(self.args.out), started, wall, load_before, targets)
+            self.write_markdown(Path(self.args.out), started, wall, load_before, targets, steal)
         return 0
 
     # ------------------------------------------------------------------ targets
@@ -309,8 +312,8 @@ class Suite:
                 r.operation.startswith(("audit", "replicate", "identify", "ingest"))
                 and r.ours.peak_rss_mb >= RSS_LIMIT_MB
             ):
-                    out.append((f"memory {r.dataset} {r.operation}: {r.ours.peak_rss_mb:.0f} MB"
-                                f" (target < {RSS_LIMIT_MB:.0f})", False))  # fmt: skip
+                out.append((f"memory {r.dataset} {r.operation}: {r.ours.peak_rss_mb:.0f} MB"
+                            f" (target < {RSS_LIMIT_MB:.0f})", False))  # fmt: skip
         mem = [r for r in self.results if r.operation.startswith(
             ("audit", "replicate", "identify", "ingest"))]  # fmt: skip
         if mem and all(r.ours.peak_rss_mb < RSS_LIMIT_MB for r in mem):
@@ -332,12 +335,14 @@ class Suite:
         wall: float,
         load: tuple[float, float, float],
         targets: list[tuple[str, bool]],
+        steal: float | None = None,
     ) -> None:
         lines = [
             f"Run: {started:%Y-%m-%d %H:%M} UTC, `scripts/bench/run"
             f"{' --quick' if self.quick else ''}"
             f"{' --only ' + self.args.only if self.args.only else ''}`, {wall:.0f} s;"
-            f" load average before the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}.",
+            f" load average before the run {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f};"
+            f" CPU time stolen by the hypervisor during the run: {steal_text(steal)}.",
             "",
             "| dataset | operation | peer | ours s | peer s | ratio | files/s | MB/s |"
             " our RSS MB | peer RSS MB |",
@@ -382,6 +387,29 @@ def _disk(df: str) -> str:
         return "n/a"
     source, fstype, size, avail = fields
     return f"{source} ({fstype}), {size}, {avail} free"
+
+
+def cpu_times() -> list[int] | None:
+    """The machine's CPU time counters (the ``cpu`` line of /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+def steal_share(before: list[int] | None, after: list[int] | None) -> float | None:
+    """The share of CPU time the hypervisor gave to other guests between two readings
+    (``steal``, the eighth counter): on a shared virtual machine, the part of the run's
+    time its two cores were not there at all, which no load average shows."""
+    if not before or not after or len(before) < 8 or len(after) < 8:
+        return None
+    total = sum(after[:8]) - sum(before[:8])
+    return (after[7] - before[7]) / total if total > 0 else None
+
+
+def steal_text(steal: float | None) -> str:
+    return "unknown" if steal is None else f"{steal:.0%}"
 
 
 def machine() -> list[str]:

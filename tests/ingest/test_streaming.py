@@ -97,6 +97,21 @@ def test_an_error_raised_in_the_worker_reaches_the_caller_and_the_worker_goes_on
         assert len(good.result().formats) == 3
 
 
+def test_closing_after_an_error_cancels_the_queued_batches_and_kills_the_worker(
+    tmp_path: Path,
+) -> None:
+    source = T.make_folder_transfer(tmp_path)
+    items = _items(source)
+    pool = Examiner(workers=1, files=examine.IN_PROCESS_BELOW)
+    pool.submit(items).result()
+    pid = pool.worker_pid
+    queued = [pool.submit(items) for _ in range(20)]
+    pool.close(cancel=True)  # what the context manager does when the ingest fails
+    assert any(f.cancelled() for f in queued)
+    assert all(f.done() for f in queued)
+    assert not Path(f"/proc/{pid}").exists()
+
+
 def test_a_small_transfer_is_examined_in_process(tmp_path: Path) -> None:
     source = T.make_folder_transfer(tmp_path)
     with Examiner(workers=2, files=examine.IN_PROCESS_BELOW - 1) as pool:
