@@ -196,7 +196,9 @@ class _Worker:
         # its stderr: read back only if it fails (closed in stop())
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "preservation.ingest.examine", str(go_workers)],
+            # -P: the current folder is not put first on sys.path (a folder there named
+            # like the package must not stand in for it)
+            [sys.executable, "-P", "-m", "preservation.ingest.examine", str(go_workers)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
