@@ -57,7 +57,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from preservation.bags.validate import validate_bag
 from preservation.config import IngestSettings
 from preservation.errors import TransferUnreadable
 from preservation.hashing import SUPPORTED, hash_file
@@ -488,6 +487,8 @@ def _read_bag(bag_root: Path, files: FileTable) -> _BagRead:
             if (key := _payload_key(path)) is not None
             for a, d in digests.items()
         )
+
+    from preservation.bags.validate import validate_bag  # only a bag transfer needs it
 
     report = validate_bag(bag_root, completeness_only=True, on_entries=supplied)
     out = _BagRead(

@@ -14,11 +14,33 @@ Modules (one job each):
   ``PRESERVATION_SCHEMAS_DIR`` or ``<repo>/../shared/schemas``).
 """
 
-from preservation.metadata.descriptive import Rights
-from preservation.metadata.mets_reader import MetsSummary, read_mets
-from preservation.metadata.mets_writer import MetsPackage, TagFile, write_mets
-from preservation.metadata.xmlsafe import parse_untrusted, xml_wellformed
-from preservation.metadata.xsd import validate_mets
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from preservation.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from preservation.metadata.descriptive import Rights
+    from preservation.metadata.mets_reader import MetsSummary, read_mets
+    from preservation.metadata.mets_writer import MetsPackage, TagFile, write_mets
+    from preservation.metadata.xmlsafe import parse_untrusted, xml_wellformed
+    from preservation.metadata.xsd import validate_mets
+
+# Loaded on first use: ingest needs preservation.metadata.records (the catalogue
+# sheet's rows on disk) from its start, but lxml and the METS modules only once the
+# files are streamed, when its identification worker has exited.
+_HOME = {
+    "Rights": "descriptive",
+    "MetsSummary": "mets_reader",
+    "read_mets": "mets_reader",
+    "MetsPackage": "mets_writer",
+    "TagFile": "mets_writer",
+    "write_mets": "mets_writer",
+    "parse_untrusted": "xmlsafe",
+    "xml_wellformed": "xmlsafe",
+    "validate_mets": "xsd",
+}
 
 __all__ = [
     "MetsPackage",
@@ -31,3 +53,5 @@ __all__ = [
     "write_mets",
     "xml_wellformed",
 ]
+
+__getattr__ = lazy_exports(__name__, _HOME)
