@@ -880,9 +880,9 @@ def return_large_blocks(threshold: int = 256 * 1024) -> bool:
     heap and stay resident: on an ingest of 400 page images the ingest process
     peaked at 86 MB instead of 94 MB with the threshold fixed at its start
     (``MALLOC_MMAP_THRESHOLD_``), 85 MB with this call and the lazy imports of
-    :mod:`preservation.metadata`. Process-wide
-    and harmless elsewhere (a large block costs one mmap and one munmap); False where
-    the C library has no ``mallopt`` (not glibc)."""
+    :mod:`preservation.metadata`. Process-wide and harmless elsewhere (a large block
+    costs one mmap and one munmap); False where the C library has no ``mallopt``
+    (not glibc)."""
     import ctypes
 
     try:
